@@ -1,0 +1,60 @@
+# lhl: every target is a thin wrapper over the `lhl` entry point (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The dev/CI install path pins the pair that installs from local disk here; the package itself
+# only asks for torch>=2.4 (setup.cfg), so GPU users keep their own build.
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+STAMP  := $(VENV)/.installed
+
+SEQ     ?= synthetic_s1
+METHOD  ?= had
+SEED    ?= 0
+GPUS    ?=
+NODES   ?=
+LOGGER  ?=
+ARGS    ?=
+METHODS ?= finetune lwf had joint
+SEEDS   ?= 0
+REF     ?=
+KD      ?= all
+TEACHER ?= deeplabv3_resnet18
+STUDENT ?= segformer_pvt_v2_b0
+DATA    ?= synthetic
+TIME    ?= 24:00:00
+PARTITION ?=
+
+opt = $(if $(2),$(1)=$(2))
+RUN_OPTS = seq=$(SEQ) method=$(METHOD) seed=$(SEED) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
+
+.PHONY: install experiment compare report distill bench slurm test clean-runs help
+
+help:
+	@echo "make install | experiment | compare | distill | bench | slurm | test  (see README.md)"
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet $(TORCH_PIN)
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+experiment: install
+	$(BIN)/lhl run $(RUN_OPTS) $(ARGS)
+
+compare: install
+	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" seeds="$(SEEDS)" $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+
+distill: install
+	$(BIN)/lhl distill --kd $(KD) --teacher $(TEACHER) --student $(STUDENT) --data $(DATA) $(ARGS)
+
+bench: install
+	$(BIN)/lhl bench $(ARGS)
+
+slurm: install
+	$(BIN)/lhl slurm seq=$(SEQ) method=$(METHOD) seed=$(SEED) gpus=$(or $(GPUS),1) nodes=$(or $(NODES),1) time=$(TIME) $(call opt,partition,$(PARTITION)) $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)

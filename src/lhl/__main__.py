@@ -1,0 +1,3 @@
+from lhl.cli import main
+import sys
+sys.exit(main())

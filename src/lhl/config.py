@@ -1,0 +1,229 @@
+"""Configs: a typed OmegaConf schema, YAML files under `experiments/`, `key=value` overrides.
+
+`load_config(files, overrides)` merges, in order: the schema defaults, `experiments/seq/<seq>.yaml`
+(when `seq=` is given), `experiments/method/<method>.yaml` (when `method=` is given), any YAML files
+named on the command line, then the dotted overrides. An unknown or misspelled key is an error that
+names the key and the file it came from.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+
+@dataclass
+class RunConfig:
+    name: Optional[str] = None  # run folder = out_dir/name; default <seq>/<method>/seed<seed>
+    out_dir: str = "runs"
+    seed: int = 0
+    resume: bool = True  # re-running on an existing run folder continues after its last phase
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # a registered dataset: synthetic | nyuv2 | cityscapes | taskonomy
+    root: Optional[str] = None  # default: $LHL_DATA/<dataset> (synthetic: its cache)
+    options: Dict[str, Any] = field(default_factory=dict)  # dataset-specific options
+    batch_size: int = 8
+    eval_batch_size: Optional[int] = None  # default: batch_size
+    num_workers: int = 0
+    shuffle: bool = True  # shuffle within a phase's slice (the release: false)
+    drop_last: bool = True
+    shuffle_split: bool = False  # permute the train set before cutting it into phase slices
+    split_seed: int = 0
+    augment: bool = False  # GPU-side random scale-crop + flip (normals' x flips too)
+
+
+@dataclass
+class SequenceConfig:
+    name: str = "synthetic_s1"
+    tasks: List[str] = field(default_factory=lambda: ["semantic", "depth", "normal"])
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # any timm model with features_only
+    pretrained: bool = False  # ImageNet weights through timm (needs a network or a warm cache)
+    output_stride: int = 8  # dilated ResNet as released
+    head_width: int = 256  # ASPP channels (256 as released; smaller for CPU presets)
+    aspp_rates: List[int] = field(default_factory=lambda: [12, 24, 36])
+    dropout: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    max_steps: int = -1  # per phase; -1 = epochs decide
+    limit_train_batches: Optional[float] = None
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd only
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # bf16-mixed on GPUs
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    gradient_clip_val: Optional[float] = None
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    reduction: str = "global"  # global (exact, DDP-safe) | mtan (the release's per-batch averaging)
+    limit_batches: Optional[float] = None
+    gallery_samples: int = 4  # val images in the per-phase prediction gallery (0 = none)
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "csv"  # csv | wandb | tensorboard | none
+    project: str = "lhl"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # default: <seq>/<method>
+    offline: Optional[bool] = None  # wandb: default offline when no API key is configured
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Dict[str, Any] = field(default_factory=lambda: {"name": "finetune"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+class ConfigError(ValueError):
+    """A config problem, with the file, the key and the fix in its message."""
+
+
+#: command-line shortcuts: `seq=nyu_s1 method=had seed=1 gpus=4 nodes=2 logger=wandb`
+SHORTCUTS = {
+    "seed": "run.seed",
+    "gpus": "train.devices",
+    "nodes": "train.num_nodes",
+    "logger": "logger.name",
+    "name": "run.name",
+    "out": "run.out_dir",
+}
+
+
+def experiments_dir() -> Path:
+    """`experiments/` of the working directory, else the one beside the source tree."""
+    env = os.environ.get("LHL_EXPERIMENTS")
+    if env:
+        return Path(env)
+    here = Path.cwd() / "experiments"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except ConfigKeyError as err:
+        key = err.full_key or getattr(err, "key", "?")
+        raise ConfigError(
+            f"{source}: unknown config key '{key}'. Check its spelling; valid top-level sections "
+            f"are {', '.join(base.keys())} (see src/lhl/config.py for every key)."
+        ) from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"{source}: bad value for '{err.full_key}': {err.msg}") from None
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml syntax errors
+        raise ConfigError(f"{path}: cannot parse YAML: {err}") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return cfg
+
+
+def _group_file(group: str, name: str) -> Path:
+    path = experiments_dir() / group / f"{name}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in (experiments_dir() / group).glob("*.yaml"))
+        raise ConfigError(
+            f"no {group} preset '{name}' ({path} does not exist); available: {', '.join(have)}"
+        )
+    return path
+
+
+def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose the run config; see the module docstring for the order."""
+    cfg = OmegaConf.structured(Config)
+    plain: List[str] = []
+    seq = method = None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command line: '{item}' is not key=value (e.g. train.epochs=3)")
+        key, value = item.split("=", 1)
+        if key == "seq":
+            seq = value
+        elif key == "method":
+            method = value
+        else:
+            plain.append(f"{SHORTCUTS.get(key, key)}={value}")
+    layers: List[tuple] = []
+    if seq:
+        layers.append((_group_file("seq", seq), None))
+    if method:
+        path = experiments_dir() / "method" / f"{method}.yaml"
+        layers.append((path, None) if path.is_file() else (None, {"method": {"name": method}}))
+    for f in files:
+        layers.append((Path(f), None))
+    for path, inline in layers:
+        if path is not None:
+            cfg = _merge(cfg, _load_yaml(path), str(path))
+            if path.parent.name == "method":  # a method file replaces the method section
+                cfg.method = _load_yaml(path).method
+        else:
+            cfg.method = inline["method"]
+    if seq and not any("sequence.name" in p for p in plain):
+        cfg.sequence.name = seq
+    try:
+        dot = OmegaConf.from_dotlist(plain)
+    except Exception as err:
+        raise ConfigError(f"command line: cannot parse overrides {plain}: {err}") from None
+    cfg = _merge(cfg, dot, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks that the schema's types cannot express."""
+    if "name" not in cfg.method:
+        raise ConfigError("method: the section needs a 'name' (e.g. method=had)")
+    if cfg.eval.reduction not in ("global", "mtan"):
+        raise ConfigError(f"eval.reduction={cfg.eval.reduction!r}: use 'global' or 'mtan'")
+    if cfg.logger.name not in ("csv", "wandb", "tensorboard", "none"):
+        raise ConfigError(
+            f"logger.name={cfg.logger.name!r}: use csv, wandb, tensorboard or none"
+        )
+    if not cfg.sequence.tasks:
+        raise ConfigError("sequence.tasks: the sequence needs at least one task")
+    if len(set(cfg.sequence.tasks)) != len(cfg.sequence.tasks):
+        raise ConfigError(f"sequence.tasks={list(cfg.sequence.tasks)}: a task appears twice")
+    if cfg.train.optimizer not in ("adam", "adamw", "sgd"):
+        raise ConfigError(f"train.optimizer={cfg.train.optimizer!r}: use adam, adamw or sgd")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,1 @@
+"""Data: dataset sources (one file each), sequences and the phase-aware LightningDataModule."""

@@ -1,0 +1,128 @@
+"""One LightningDataModule for a whole sequence, set to one phase at a time.
+
+Phase t: the train loader walks that phase's slice with only its tasks' labels; the val loader
+walks the full val set with the labels of every task evaluated after the phase. Under DDP the
+train set is sharded by a DistributedSampler (seeded per phase) and the val set is sharded
+exactly, without the padding that would double-count samples.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional
+
+import lightning.pytorch as pl
+import torch
+import torch.distributed as dist
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+
+from lhl.data.sequence import phase_slices
+from lhl.data.sources import DATASETS
+from lhl.methods.base import Phase
+
+
+class ExactShardSampler(Sampler[int]):
+    """Rank r sees indices r, r+W, r+2W, ...: every sample once across ranks, none padded."""
+
+    def __init__(self, n: int, rank: int, world: int):
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _dist() -> tuple:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_dataset(data_cfg: DictConfig, split: str, tasks: List[str]) -> Dataset:
+    cls = DATASETS.get(data_cfg.dataset)
+    options = dict(data_cfg.options or {})
+    return cls(root=data_cfg.root, split=split, tasks=list(tasks), **options)
+
+
+def task_info(data_cfg: DictConfig) -> Dict[str, tuple]:
+    cls = DATASETS.get(data_cfg.dataset)
+    return dict(cls.task_info(**dict(data_cfg.options or {})))
+
+
+class LifelongDataModule(pl.LightningDataModule):
+    """Data of a sequence; `set_phase` chooses the train slice and the evaluated tasks."""
+
+    def __init__(self, data_cfg: DictConfig, tasks: List[str], seed: int = 0):
+        super().__init__()
+        self.cfg = data_cfg
+        self.order = list(tasks)
+        self.seed = seed
+        self.phase: Optional[Phase] = None
+        self.eval_tasks: List[str] = []
+        self._train_full: Dict[tuple, Dataset] = {}
+        self._slices = None
+
+    def prepare_data(self) -> None:
+        """Generates a dataset that is made on demand (synthetic rooms) once, before ranks read it."""
+        cls = DATASETS.get(self.cfg.dataset)
+        if hasattr(cls, "prepare"):
+            cls.prepare(root=self.cfg.root, **dict(self.cfg.options or {}))
+
+    def set_phase(self, phase: Phase, eval_tasks: List[str]) -> None:
+        self.phase = phase
+        self.eval_tasks = list(eval_tasks)
+
+    def _train_set(self) -> Dataset:
+        key = tuple(self.phase.tasks)
+        if key not in self._train_full:
+            self._train_full[key] = build_dataset(self.cfg, "train", self.phase.tasks)
+        full = self._train_full[key]
+        if self.phase.slice is None:
+            return full
+        if self._slices is None:
+            self._slices = phase_slices(
+                len(full), len(self.order), self.cfg.shuffle_split, self.cfg.split_seed
+            )
+        return Subset(full, self._slices[self.phase.slice].tolist())
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._train_set()
+        rank, world = _dist()
+        seed = self.seed + 1000 * self.phase.index
+        if len(ds) < self.cfg.batch_size * world and self.cfg.drop_last:
+            raise ValueError(
+                f"data.batch_size={self.cfg.batch_size}: phase {self.phase.index} has only "
+                f"{len(ds)} train samples for {world} process(es), so drop_last leaves no batch; "
+                "lower data.batch_size or set data.drop_last=false"
+            )
+        if world > 1:
+            sampler = DistributedSampler(
+                ds, num_replicas=world, rank=rank, shuffle=self.cfg.shuffle, seed=seed,
+                drop_last=self.cfg.drop_last,
+            )
+            shuffle, generator = None, None
+        else:
+            sampler, shuffle = None, bool(self.cfg.shuffle)
+            generator = torch.Generator().manual_seed(seed)
+        return DataLoader(
+            ds, batch_size=self.cfg.batch_size, shuffle=shuffle, sampler=sampler,
+            generator=generator, drop_last=self.cfg.drop_last, **self._loader_kwargs(),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        ds = build_dataset(self.cfg, "val", self.eval_tasks)
+        rank, world = _dist()
+        sampler = ExactShardSampler(len(ds), rank, world) if world > 1 else None
+        return DataLoader(
+            ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
+            sampler=sampler, drop_last=False, **self._loader_kwargs(),
+        )
+
+    def _loader_kwargs(self) -> dict:
+        workers = int(self.cfg.num_workers)
+        return dict(
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )

@@ -1,0 +1,55 @@
+"""Cityscapes in the MTAN `.npy` layout: 2975 train / 500 val at 128x256.
+
+Folders `{split}/{image,label_7,label_19,depth}/{i}.npy`. Task "semantic" reads `label_19`
+(the 19 official train ids) or `label_7` (the 7 official categories) by the `classes` option;
+-1 = ignore. Task "depth" is the release's inverse depth (official disparity / 65536, see
+`lhl.data.convert.cityscapes_official`), 0 = invalid. Build it with `lhl data convert-cityscapes`.
+"""
+from __future__ import annotations
+
+from lhl.data.sources.mtan_npy import MTANNpyDataset
+from lhl.data.sources.nyuv2 import data_home
+from lhl.registry import DATASETS
+
+CLASSES_19 = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)
+CLASSES_7 = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+CLASS_NAMES = {19: CLASSES_19, 7: CLASSES_7}
+
+
+def _check_classes(classes) -> int:
+    if classes not in CLASS_NAMES:
+        raise ValueError(
+            f"cityscapes: option classes={classes!r} is not supported; set data.options.classes to 7 or 19"
+        )
+    return int(classes)
+
+
+@DATASETS.register("cityscapes")
+class Cityscapes(MTANNpyDataset):
+    """Cityscapes from `root` (default `$LHL_DATA/cityscapes`); see the module docstring."""
+
+    def __init__(self, root=None, split="train", tasks=("semantic", "depth"), classes=19, **options):
+        if options:
+            raise TypeError(
+                f"cityscapes takes only the option 'classes', got {sorted(options)}; remove them from data.options"
+            )
+        self.classes = _check_classes(classes)
+        self.CLASSES = CLASS_NAMES[self.classes]
+        super().__init__(
+            root if root is not None else data_home() / "cityscapes",
+            split,
+            tasks,
+            {"semantic": f"label_{self.classes}", "depth": "depth"},
+            dataset_name="cityscapes",
+            config_key="data.root",
+            fix="set data.root=<folder with train/ and val/> or LHL_DATA=<parent of cityscapes/>, "
+            "or convert the official release with `lhl data convert-cityscapes`",
+        )
+
+    @classmethod
+    def task_info(cls, classes=19, **options) -> dict:
+        return {"semantic": ("semantic", _check_classes(classes)), "depth": ("depth", 1)}

@@ -1,0 +1,120 @@
+"""Reader for the MTAN `.npy` layout shared by NYUv2 and Cityscapes: `{root}/{split}/{folder}/{i}.npy`.
+
+One file per sample and modality; the image folder is `image/` (H, W, 3 in [0, 1]); a label
+folder's name decides its kind: `label*` is semantic, `depth*` one channel, `normal*` three.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def folder_kind(folder: str) -> str:
+    """The label kind stored in an MTAN folder: semantic (`label*`), depth or normal."""
+    for prefix, kind in (("label", "semantic"), ("depth", "depth"), ("normal", "normal")):
+        if folder.startswith(prefix):
+            return kind
+    raise ValueError(
+        f"MTAN folder '{folder}' has no known kind: name it label*, depth* or normal*"
+    )
+
+
+def _indices(folder: Path) -> list:
+    """Sorted sample numbers of the `{i}.npy` files in one folder."""
+    return sorted(int(p.stem) for p in folder.glob("*.npy") if p.stem.isdigit())
+
+
+def _image(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    return np.ascontiguousarray(a.astype(np.float32, copy=False).transpose(2, 0, 1))
+
+
+def _semantic(a: np.ndarray) -> np.ndarray:
+    a = np.squeeze(a, axis=-1) if a.ndim == 3 else a
+    if np.issubdtype(a.dtype, np.floating):
+        a = np.rint(a)
+    lab = a.astype(np.int64)
+    lab[lab < 0] = -1
+    return lab
+
+
+def _depth(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float32, copy=False)
+    return np.ascontiguousarray(a.reshape(1, *a.shape[:2]))
+
+
+def _normal(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.astype(np.float32, copy=False).transpose(2, 0, 1))
+
+
+_CONVERT = {"semantic": _semantic, "depth": _depth, "normal": _normal}
+
+
+class MTANNpyDataset(Dataset):
+    """Samples `{"image", "index", <task>...}` from an MTAN `.npy` folder, in the lhl label format.
+
+    `folders` maps each task name to its folder (e.g. {"semantic": "label"} for NYUv2,
+    {"semantic": "label_19"} for Cityscapes); only the requested `tasks` are loaded.
+    """
+
+    def __init__(
+        self,
+        root,
+        split: str,
+        tasks: Sequence[str],
+        folders: Mapping[str, str],
+        dataset_name: str,
+        config_key: str = "data.root",
+        fix: Optional[str] = None,
+    ):
+        self.root = Path(root)
+        self.split = split
+        self.dataset_name = dataset_name
+        self.tasks = list(tasks)
+        fix = fix or f"set {config_key}=<folder holding {split}/image/0.npy> or LHL_DATA"
+        split_dir = self.root / split
+        for path in (self.root, split_dir, split_dir / "image"):
+            if not path.is_dir():
+                raise FileNotFoundError(
+                    f"{dataset_name}: folder {path} not found (config key {config_key}={self.root}); "
+                    f"fix: {fix}"
+                )
+        unknown = [t for t in self.tasks if t not in folders]
+        if unknown:
+            raise ValueError(
+                f"{dataset_name}: unknown task(s) {unknown} in the tasks list; "
+                f"choose from {sorted(folders)}"
+            )
+        self.kinds: Dict[str, str] = {t: folder_kind(folders[t]) for t in self.tasks}
+        self.dirs: Dict[str, Path] = {"image": split_dir / "image"}
+        self.dirs.update({t: split_dir / folders[t] for t in self.tasks})
+        self.indices = _indices(self.dirs["image"])
+        if not self.indices:
+            raise FileNotFoundError(
+                f"{dataset_name}: no {{i}}.npy files in {self.dirs['image']} "
+                f"(config key {config_key}={self.root}); fix: {fix}"
+            )
+        for task in self.tasks:
+            found = _indices(self.dirs[task]) if self.dirs[task].is_dir() else []
+            if found != self.indices:
+                raise FileNotFoundError(
+                    f"{dataset_name}: {self.dirs[task]} holds {len(found)} .npy files with "
+                    f"numbers that do not match the {len(self.indices)} in {self.dirs['image']} "
+                    f"(task '{task}'); fix: re-convert or re-copy the {split} split completely"
+                )
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> dict:
+        i = self.indices[item]
+        name = f"{i}.npy"
+        sample = {"image": torch.from_numpy(_image(np.load(self.dirs["image"] / name))), "index": i}
+        for task in self.tasks:
+            sample[task] = torch.from_numpy(_CONVERT[self.kinds[task]](np.load(self.dirs[task] / name)))
+        return sample

@@ -1,0 +1,100 @@
+"""Synthetic rooms as a dataset: generated once into a cache folder, then read by the NYUv2 reader.
+
+Also `cli(argv)`, the `lhl data synth` command, which writes a set and a grid picture of it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+from lhl.data.sources.mtan_npy import MTANNpyDataset
+from lhl.data.sources.nyuv2 import CLASSES, FOLDERS, NYUv2
+from lhl.data.synthetic_rooms import writer
+from lhl.registry import DATASETS
+
+
+@DATASETS.register("synthetic")
+class SyntheticRooms(MTANNpyDataset):
+    """Procedural NYUv2-like rooms (13 classes, depth, normals), same label format as `nyuv2`.
+
+    Options: n_train (1000), n_val (300), height (96), width (128), seed (0), cache
+    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`).
+    A given `root` is used as the set's folder: read as it is if it holds a set, else generated there.
+    """
+
+    CLASSES = CLASSES
+
+    def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"),
+                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None):
+        self.params = writer.set_params(n_train, n_val, height, width, seed)
+        folder = writer.ensure_set(self.params, cache=cache, root=root)
+        super().__init__(folder, split, tasks, FOLDERS, dataset_name="synthetic", config_key="data.root",
+                         fix="delete the folder so it is regenerated, or unset data.root to use the cache")
+
+    @classmethod
+    def prepare(cls, root=None, cache=None, **options) -> Path:
+        """Generate the set if missing (call once before DDP ranks start, e.g. in prepare_data)."""
+        return writer.ensure_set(writer.set_params(**options), cache=cache, root=root)
+
+    @classmethod
+    def task_info(cls, **options) -> dict:
+        return NYUv2.task_info()
+
+
+def save_grid(root, path, n: int = 4, split: str = "train") -> Path:
+    """A PNG with one row per sample: image, colourised labels, depth, normals (atomic write)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lhl.tasks import build_task
+
+    data = MTANNpyDataset(root, split, list(FOLDERS), FOLDERS, dataset_name="synthetic")
+    tasks = {t: build_task(kind, t, ch) for t, (kind, ch) in NYUv2.task_info().items()}
+    rows = min(n, len(data))
+    fig, axes = plt.subplots(rows, 4, figsize=(8, 1.6 * rows + 0.3), squeeze=False)
+    for r in range(rows):
+        s = data[r]
+        pics = [s["image"].numpy().transpose(1, 2, 0)] + [tasks[t].colourise(s[t], is_label=True) for t in tasks]
+        for ax, pic, title in zip(axes[r], pics, ("image", "semantic", "depth", "normal")):
+            ax.imshow(pic)
+            ax.set_axis_off()
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    """`lhl data synth --out DIR [...]`: write a synthetic-rooms set and DIR/grid.png."""
+    p = argparse.ArgumentParser(prog="lhl data synth", description="Generate a synthetic-rooms set (NYUv2 MTAN layout).")
+    p.add_argument("--out", required=True, help="folder to create (must not exist yet)")
+    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--n-val", type=int, default=300)
+    p.add_argument("--height", type=int, default=96)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--grid", default=None, help="grid picture path (default: OUT/grid.png)")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    if out.exists():
+        p.error(f"--out {out} already exists; choose a new folder or delete it")
+    start = time.perf_counter()
+    writer.write_set(out, writer.set_params(a.n_train, a.n_val, a.height, a.width, a.seed))
+    took = time.perf_counter() - start
+    grid = save_grid(out, a.grid or out / "grid.png", split="train" if a.n_train else "val")
+    print(f"wrote {a.n_train} train / {a.n_val} val at {a.height}x{a.width} to {out} in {took:.1f} s; grid: {grid}")
+    return 0

@@ -1,0 +1,229 @@
+"""Taskonomy from its per-building folders: `{root}/{building}/{domain}/point_X_view_Y_domain_D.png`.
+
+Files are matched across domains by their `point_X_view_Y` stem; `rgb` lists the samples.
+Decoding (Taskonomy release conventions):
+  depth     `depth_zbuffer` uint16, units of 1/512 m (max 128 m); 65535 = invalid -> 0.
+  normal    `normal` RGB, n = v / 255 * 2 - 1 in the release's own axis order; pixels whose
+            decoded vector is shorter than 0.5 (the 127/128 "no data" grey) or whose
+            depth_zbuffer is invalid (when that file exists) -> all-zero (invalid).
+  semantic  `segment_semantic` uint8: 0 = unlabelled (-> -1, ignored), 1 = background,
+            2..17 = the COCO indoor classes distilled from FCIS; stored value - 1, so
+            `semantic_classes` (default 17) classes 0..16, as in Standley et al.'s Taskonomy
+            training code (18 logits with ignore_index=0). Values above `semantic_classes` raise.
+  edge      `edge_texture` uint16 -> [0, 1] (v / 65535; 8-bit files v / 255).
+  keypoints `keypoints2d` uint16 -> [0, 1] likewise.
+Options: `buildings: {train: [...], val: [...]}` or `split_file` (the release's CSV with columns
+`id,train,val,test` of 0/1 flags); `size: [H, W]` resizes (bilinear image and scalar maps,
+nearest labels); `drop_incomplete: true` skips samples lacking a requested domain instead of failing.
+"""
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lhl.data.sources.nyuv2 import data_home
+from lhl.registry import DATASETS
+
+DOMAINS = {
+    "semantic": "segment_semantic",
+    "depth": "depth_zbuffer",
+    "normal": "normal",
+    "edge": "edge_texture",
+    "keypoints": "keypoints2d",
+}
+DEPTH_UNITS_PER_METRE = 512.0
+DEPTH_INVALID = 65535
+SEMANTIC_CLASSES = 17
+_STEM = re.compile(r"^(point_\d+_view_\d+)_domain_.+\.png$")
+
+
+def read_png(path: Path) -> Tuple[np.ndarray, int]:
+    """A PNG as an array and its bit depth (8 or 16; PIL reads 16-bit grey as mode I;16 or I)."""
+    with Image.open(path) as im:
+        bits = 16 if im.mode.startswith("I") else 8
+        return np.array(im), bits
+
+
+def decode_depth(v: np.ndarray) -> np.ndarray:
+    """depth_zbuffer values -> metres (float32), 65535 -> 0 (invalid)."""
+    v = np.asarray(v)
+    v = v[..., 0] if v.ndim == 3 else v
+    return np.where(v == DEPTH_INVALID, 0.0, v / DEPTH_UNITS_PER_METRE).astype(np.float32)
+
+
+def decode_normal(v: np.ndarray, valid: Optional[np.ndarray] = None) -> np.ndarray:
+    """normal RGB (H, W, 3) uint8 -> (H, W, 3) float32 n = v/255*2-1, invalid pixels all-zero."""
+    n = np.asarray(v)[..., :3].astype(np.float32) / 255.0 * 2.0 - 1.0
+    ok = np.linalg.norm(n, axis=-1) >= 0.5
+    if valid is not None:
+        ok &= valid
+    return np.where(ok[..., None], n, 0.0).astype(np.float32)
+
+
+def decode_semantic(v: np.ndarray, classes: int = SEMANTIC_CLASSES, source: str = "segment_semantic") -> np.ndarray:
+    """segment_semantic ids -> int64 labels value - 1 (0 -> -1 ignore)."""
+    v = np.asarray(v)
+    v = v[..., 0] if v.ndim == 3 else v
+    lab = v.astype(np.int64) - 1
+    if lab.size and lab.max() >= classes:
+        raise ValueError(
+            f"{source}: class id {lab.max() + 1} exceeds semantic_classes={classes}; "
+            f"raise data.options.semantic_classes to at least {lab.max() + 1}"
+        )
+    return lab
+
+
+def decode_scalar(v: np.ndarray, bits: int) -> np.ndarray:
+    """edge_texture / keypoints2d values -> float32 in [0, 1] by the file's bit depth."""
+    v = np.asarray(v)
+    v = v[..., 0] if v.ndim == 3 else v
+    return (v.astype(np.float32) / float(2**bits - 1)).astype(np.float32)
+
+
+def buildings_for_split(split: str, buildings: Optional[Mapping] = None, split_file=None) -> List[str]:
+    """The building names of one split, from the `buildings` option or the release's split CSV."""
+    if buildings is not None:
+        if split not in buildings:
+            raise KeyError(
+                f"taskonomy: data.options.buildings has no '{split}' list; give {{{split}: [building, ...]}}"
+            )
+        return [str(b) for b in buildings[split]]
+    if split_file is None:
+        raise ValueError(
+            "taskonomy: choose buildings per split: set data.options.buildings={train: [...], val: [...]} "
+            "or data.options.split_file=<train_val_test CSV of the release>"
+        )
+    path = Path(split_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"taskonomy: split file {path} not found (data.options.split_file)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "id" not in rows[0] or split not in rows[0]:
+        raise ValueError(f"{path}: needs a header with columns 'id' and '{split}' (0/1 flags)")
+    return [r["id"].strip() for r in rows if r[split].strip() in ("1", "1.0", "True", "true")]
+
+
+def _stems(folder: Path) -> Dict[str, Path]:
+    """`point_X_view_Y` -> file, for every matching PNG of one domain folder."""
+    out = {}
+    for p in folder.glob("*.png"):
+        m = _STEM.match(p.name)
+        if m:
+            out[m.group(1)] = p
+    return out
+
+
+def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
+    """Resize a [C, H, W] tensor; labels use nearest-exact, continuous maps bilinear (antialiased)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x[None].float(), size=tuple(size), mode="nearest-exact")[0].to(x.dtype)
+    return F.interpolate(x[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+@DATASETS.register("taskonomy")
+class Taskonomy(Dataset):
+    """Taskonomy samples {"image", "index", <task>...}; see the module docstring for the formats."""
+
+    def __init__(
+        self,
+        root=None,
+        split: str = "train",
+        tasks: Sequence[str] = ("semantic", "depth", "normal"),
+        buildings: Optional[Mapping] = None,
+        split_file=None,
+        size: Optional[Sequence[int]] = None,
+        semantic_classes: int = SEMANTIC_CLASSES,
+        drop_incomplete: bool = False,
+    ):
+        self.root = Path(root) if root is not None else data_home() / "taskonomy"
+        self.tasks = list(tasks)
+        unknown = [t for t in self.tasks if t not in DOMAINS]
+        if unknown:
+            raise ValueError(f"taskonomy: unknown task(s) {unknown} in the tasks list; choose from {sorted(DOMAINS)}")
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"taskonomy: folder {self.root} not found (config key data.root); fix: set data.root=<folder "
+                "holding one folder per building> or LHL_DATA=<parent of taskonomy/>"
+            )
+        self.size = tuple(int(s) for s in size) if size is not None else None
+        self.semantic_classes = int(semantic_classes)
+        self.samples: List[Tuple[str, str]] = []
+        self.files: Dict[str, Dict[Tuple[str, str], Path]] = {d: {} for d in ("rgb", *DOMAINS.values())}
+        missing: List[str] = []
+        for b in buildings_for_split(split, buildings, split_file):
+            rgb_dir = self.root / b / "rgb"
+            if not rgb_dir.is_dir():
+                raise FileNotFoundError(
+                    f"taskonomy: {rgb_dir} not found (building '{b}' of split '{split}'); "
+                    "fix: download that building or remove it from the split"
+                )
+            found = {d: _stems(self.root / b / d) for d in self.files}
+            for stem in sorted(found["rgb"]):
+                lacking = [DOMAINS[t] for t in self.tasks if stem not in found[DOMAINS[t]]]
+                if lacking:
+                    missing.append(f"{self.root / b / lacking[0] / stem}_domain_*.png")
+                    if drop_incomplete:
+                        continue
+                self.samples.append((b, stem))
+                for d, paths in found.items():
+                    if stem in paths:
+                        self.files[d][(b, stem)] = paths[stem]
+        if missing and not drop_incomplete:
+            raise FileNotFoundError(
+                f"taskonomy: {len(missing)} sample(s) lack a requested domain, e.g. {missing[0]}; "
+                "fix: download the missing domains, drop the task, or set data.options.drop_incomplete=true"
+            )
+        if not self.samples:
+            raise FileNotFoundError(f"taskonomy: no rgb/point_*_view_*_domain_rgb.png for split '{split}' under {self.root}")
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _depth_valid(self, key) -> Optional[np.ndarray]:
+        path = self.files["depth_zbuffer"].get(key)
+        return None if path is None else read_png(path)[0] != DEPTH_INVALID
+
+    def _load(self, task: str, key) -> torch.Tensor:
+        path = self.files[DOMAINS[task]][key]
+        v, bits = read_png(path)
+        if task == "semantic":
+            lab = torch.from_numpy(decode_semantic(v, self.semantic_classes, str(path)))
+            return _resize(lab[None], self.size, "nearest")[0] if self.size else lab
+        if task == "depth":
+            x, mode = torch.from_numpy(decode_depth(v))[None], "nearest"
+        elif task == "normal":
+            valid = self._depth_valid(key)
+            valid = valid[..., 0] if valid is not None and valid.ndim == 3 else valid
+            x, mode = torch.from_numpy(decode_normal(v, valid)).permute(2, 0, 1).contiguous(), "nearest"
+        else:
+            x, mode = torch.from_numpy(decode_scalar(v, bits))[None], "bilinear"
+        return _resize(x, self.size, mode) if self.size else x
+
+    def __getitem__(self, item: int) -> dict:
+        key = self.samples[item]
+        rgb, _ = read_png(self.files["rgb"][key])
+        image = torch.from_numpy(rgb[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+        sample = {"image": _resize(image, self.size, "bilinear").clamp(0, 1) if self.size else image, "index": item}
+        for task in self.tasks:
+            sample[task] = self._load(task, key)
+        return sample
+
+    @classmethod
+    def task_info(cls, semantic_classes: int = SEMANTIC_CLASSES, **options) -> dict:
+        return {
+            "semantic": ("semantic", int(semantic_classes)),
+            "depth": ("depth", 1),
+            "normal": ("normal", 3),
+            "edge": ("scalar", 1),
+            "keypoints": ("scalar", 1),
+        }

@@ -1,0 +1,84 @@
+"""Atomic file writes: a temp file in the target folder, fsync, then `os.replace`.
+
+A reader (or a requeued job) never sees a half-written results file, checkpoint or plot: the
+target path holds either the old content or the complete new one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator, Union
+
+import torch
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextmanager
+def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
+    """Yield a binary temp file beside `path`; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    with atomic_open(path) as f:
+        f.write(text.encode("utf-8"))
+    return Path(path)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types: tensors and numpy scalars to numbers or lists, tuples to lists,
+    non-finite floats (NaN, inf) to None, since strict JSON has no NaN."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
+        return to_jsonable(obj.item())
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    return obj
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> Path:
+    """Write `obj` as strict JSON (sorted keys, indent 2, trailing newline); NaN/inf become null."""
+    text = json.dumps(to_jsonable(obj), sort_keys=True, indent=2, allow_nan=False)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> Path:
+    """`torch.save(obj, path)` through a temp file, so a killed job never leaves a torn checkpoint."""
+    with atomic_open(path) as f:
+        torch.save(obj, f)
+    return Path(path)
+
+
+def atomic_savefig(fig, path: PathLike, **kwargs) -> Path:
+    """Save a matplotlib figure atomically; the format comes from the suffix (default png)."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_open(path) as f:
+        fig.savefig(f, format=fmt, **kwargs)
+    return Path(path)

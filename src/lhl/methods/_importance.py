@@ -1,0 +1,171 @@
+"""Shared machinery of the parameter-space regularisers (EWC, SI, MAS).
+
+Which parameters count: the shared backbone and the heads of tasks already learned. The head of
+the task being learned is never anchored (it is free to fit), because importances are only ever
+stored for the heads of finished phases. Penalties have the form `scale * sum_i Ω_i (θ_i - θ*_i)²`
+over named parameters (names as in `network.named_parameters()`).
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from lhl.methods.base import Method, Phase
+
+Named = Dict[str, Tensor]
+
+
+def parameter_device(network: nn.Module) -> torch.device:
+    """The device of the network's parameters (where importances and anchors live)."""
+    return next(network.parameters()).device
+
+
+def batch_to(batch: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
+    """Move every tensor of a batch dict to `device` (loaders yield CPU batches)."""
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def regularised_parameters(network: nn.Module, tasks: Iterable[str]) -> Dict[str, nn.Parameter]:
+    """The backbone's and the named tasks' heads' trainable parameters, by full name."""
+    prefixes = ("backbone.",) + tuple(f"heads.{t}." for t in tasks)
+    return {
+        n: p for n, p in network.named_parameters() if p.requires_grad and n.startswith(prefixes)
+    }
+
+
+def snapshot(params: Dict[str, Tensor]) -> Named:
+    """Detached copies of the parameters: the anchor θ* of a quadratic penalty."""
+    return {n: p.detach().clone() for n, p in params.items()}
+
+
+def quadratic_penalty(params: Dict[str, Tensor], importance: Named, anchor: Named) -> Tensor:
+    """sum_i Ω_i (θ_i - θ*_i)² over the names of `importance` (a missing parameter is an error)."""
+    terms = [(importance[n] * (params[n] - anchor[n]).pow(2)).sum() for n in importance]
+    if not terms:
+        return next(iter(params.values())).new_zeros(())
+    return torch.stack(terms).sum()
+
+
+@contextlib.contextmanager
+def estimation_mode(network: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm running statistics are used and left untouched, no dropout) with
+    gradients enabled; every module's training flag is restored on exit, and requires_grad and
+    `.grad` are never touched (gradients are taken with `torch.autograd.grad`)."""
+    flags = [(m, m.training) for m in network.modules()]
+    network.eval()
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def all_reduce_mean(stats: Named) -> Named:
+    """Average per-rank estimates under DDP so every rank holds the same importances."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        for t in stats.values():
+            dist.all_reduce(t)
+            t.div_(dist.get_world_size())
+    return stats
+
+
+def gradient_statistic(
+    network: nn.Module,
+    loader: Iterable[Dict[str, Tensor]],
+    objective: Callable[[nn.Module, Dict[str, Tensor]], Tensor],
+    params: Dict[str, nn.Parameter],
+    transform: Callable[[Tensor], Tensor],
+    max_batches: Optional[int] = None,
+) -> Named:
+    """Mean over batches of `transform(∂ objective(batch) / ∂θ)` for every named parameter.
+
+    One gradient per batch (not per sample): on dense tasks a per-sample pass costs B backward
+    passes for little gain. Runs in `estimation_mode`; batches are moved to the parameters' device.
+    """
+    names = list(params)
+    if not names:
+        return {}
+    tensors = [params[n] for n in names]
+    device = parameter_device(network)
+    totals = [torch.zeros_like(p) for p in tensors]
+    count = 0
+    with estimation_mode(network):
+        for batch in itertools.islice(loader, max_batches):
+            value = objective(network, batch_to(batch, device))
+            grads = torch.autograd.grad(value, tensors, allow_unused=True)
+            for total, g in zip(totals, grads):
+                if g is not None:
+                    total.add_(transform(g.detach()))
+            count += 1
+    return all_reduce_mean({n: t / max(count, 1) for n, t in zip(names, totals)})
+
+
+class QuadraticRegulariser(Method):
+    """A method whose extra loss is `scale * Σ_terms Σ_i Ω_i (θ_i - θ*_i)²`.
+
+    `terms` is a list of {"importance": Named, "anchor": Named}; accumulating methods keep one
+    term, EWC in its original (not online) form keeps one per finished phase. The logged value
+    (`<log_key>`) is the term as added to the loss.
+    """
+
+    log_key: str = "penalty"
+
+    def __init__(self, options, tasks):
+        super().__init__(options, tasks)
+        self.terms: List[Dict[str, Named]] = []
+
+    @property
+    def scale(self) -> float:
+        raise NotImplementedError
+
+    def penalty(self, network: nn.Module) -> Tensor:
+        """The unscaled quadratic penalty of the current weights against every stored anchor."""
+        params = dict(network.named_parameters())
+        device = parameter_device(network)
+        total = next(iter(params.values())).new_zeros(())
+        for term in self.terms:
+            for key in ("importance", "anchor"):
+                term[key] = {n: t.to(device) for n, t in term[key].items()}
+            total = total + quadratic_penalty(params, term["importance"], term["anchor"])
+        return total
+
+    def extra_loss(
+        self, network: nn.Module, batch: Dict[str, Tensor], phase: Phase
+    ) -> Tuple[Optional[Tensor], Dict[str, Tensor]]:
+        if not self.terms:
+            return None, {}
+        value = self.scale * self.penalty(network)
+        return value, {self.log_key: value.detach()}
+
+    def consolidate(
+        self, importance: Named, network: nn.Module, decay: float = 1.0, separate: bool = False
+    ) -> None:
+        """Store new importances anchored at the current weights.
+
+        separate: append a new term (original EWC). Otherwise merge into one term:
+        Ω ← decay·Ω_old + Ω_new over the union of names, anchor ← current weights.
+        """
+        params = dict(network.named_parameters())
+        if separate or not self.terms:
+            names = list(importance)
+            self.terms.append(
+                {"importance": dict(importance), "anchor": snapshot({n: params[n] for n in names})}
+            )
+            return
+        old = self.terms[0]["importance"]
+        merged = {n: decay * t.to(parameter_device(network)) for n, t in old.items()}
+        for n, t in importance.items():
+            merged[n] = merged[n] + t if n in merged else t.clone()
+        self.terms = [{"importance": merged, "anchor": snapshot({n: params[n] for n in merged})}]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"terms": [{k: dict(v) for k, v in term.items()} for term in self.terms]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.terms = [{k: dict(v) for k, v in term.items()} for term in state.get("terms", [])]

@@ -1,0 +1,188 @@
+"""er: experience replay with a reservoir buffer (Chaudhry et al. 2019, "tiny episodic memories").
+
+Every training sample the method observes enters a reservoir (Vitter's algorithm R) over the
+whole stream of phases, so each sample seen so far is in the buffer with the same probability.
+It is stored on CPU with the labels it came with (the tasks of its phase). Each step a few stored
+samples are replayed: grouped by task, each group goes through `network(images, [task])` and its
+task's supervised loss; the buffer and the sampling stream are part of the phase checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from lhl.methods.base import Method, MethodOptions, Phase
+from lhl.registry import METHODS
+
+
+@dataclass
+class EROptions(MethodOptions):
+    """ER's options.
+
+    buffer_size: images kept (50, as in the release's buffer).
+    replay_batch: replayed samples per step; None (or 0) = a quarter of the training batch (16 at the
+      release's 64), at least 1, at most what the buffer holds.
+    replay_weight: weight of the replay loss in the total loss.
+    seed: seed of the buffer's own generator (set it from the run's seed).
+    """
+
+    buffer_size: int = 50
+    replay_batch: Optional[int] = None
+    replay_weight: float = 1.0
+    seed: int = 0
+
+
+class ReservoirBuffer:
+    """A fixed-size reservoir of (image, {task: label}, dataset index) on CPU.
+
+    Storage is dense: `images` [N, ...], per task `labels[t]` [N, ...] and a mask `has[t]` [N]
+    of the slots that hold a label for t. All randomness comes from one seeded generator whose
+    state is saved, so a resumed run draws exactly the stream the uninterrupted one would.
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        if size < 1:
+            raise ValueError(f"method.buffer_size={size}: the reservoir needs at least one slot")
+        self.size = int(size)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.seen = 0
+        self.images: Optional[Tensor] = None
+        self.indices = torch.full((self.size,), -1, dtype=torch.long)
+        self.labels: Dict[str, Tensor] = {}
+        self.has: Dict[str, Tensor] = {}
+
+    def __len__(self) -> int:
+        return min(self.seen, self.size)
+
+    def slots_for(self, count: int) -> Tensor:
+        """Reservoir slot of each of `count` incoming samples (-1 = discarded), in stream order.
+
+        The n-th sample (0-based) fills slot n while the buffer is not full; afterwards it draws
+        r uniform in [0, n] and replaces slot r when r < size.
+        """
+        n = torch.arange(self.seen, self.seen + count, dtype=torch.float64)
+        u = torch.rand(count, generator=self.generator, dtype=torch.float64)
+        r = torch.floor(u * (n + 1)).long()
+        n = n.long()
+        slots = torch.where(n < self.size, n, torch.where(r < self.size, r, torch.full_like(r, -1)))
+        self.seen += count
+        return slots
+
+    def _allocate(self, images: Tensor, labels: Dict[str, Tensor]) -> None:
+        if self.images is None:
+            self.images = images.new_zeros((self.size,) + tuple(images.shape[1:]))
+        elif self.images.shape[1:] != images.shape[1:]:
+            raise ValueError(
+                f"er: images of shape {tuple(images.shape[1:])} cannot join a buffer of "
+                f"{tuple(self.images.shape[1:])}; replay needs one image size per run"
+            )
+        for t, y in labels.items():
+            if t not in self.labels:
+                self.labels[t] = y.new_zeros((self.size,) + tuple(y.shape[1:]))
+                self.has[t] = torch.zeros(self.size, dtype=torch.bool)
+
+    @torch.no_grad()
+    def add(self, images: Tensor, labels: Dict[str, Tensor], indices: Optional[Tensor] = None) -> None:
+        """Offer a batch to the reservoir; within a batch a later sample wins a contested slot."""
+        images = images.detach().cpu()
+        labels = {t: y.detach().cpu() for t, y in labels.items()}
+        count = images.shape[0]
+        indices = torch.full((count,), -1, dtype=torch.long) if indices is None else indices.cpu().long()
+        slots = self.slots_for(count)
+        self._allocate(images, labels)
+        order = torch.arange(count)
+        kept = slots >= 0
+        last = torch.full((self.size,), -1, dtype=torch.long)
+        last.scatter_reduce_(0, slots[kept], order[kept], reduce="amax")
+        target = torch.nonzero(last >= 0).squeeze(1)
+        source = last[target]
+        self.images[target] = images[source]
+        self.indices[target] = indices[source]
+        for t in self.has:
+            self.has[t][target] = t in labels
+        for t, y in labels.items():
+            self.labels[t][target] = y[source]
+
+    def sample(self, count: int) -> Tensor:
+        """`count` distinct filled slots drawn uniformly (fewer when the buffer holds fewer)."""
+        return torch.randperm(len(self), generator=self.generator)[: min(count, len(self))]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "size": self.size, "seen": self.seen, "generator": self.generator.get_state(),
+            "images": None if self.images is None else self.images.clone(),
+            "indices": self.indices.clone(),
+            "labels": {t: y.clone() for t, y in self.labels.items()},
+            "has": {t: m.clone() for t, m in self.has.items()},
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if state["size"] != self.size:
+            raise ValueError(
+                f"er: checkpoint buffer has {state['size']} slots but method.buffer_size="
+                f"{self.size}; resume with the run's original buffer_size"
+            )
+        self.seen = int(state["seen"])
+        self.generator.set_state(state["generator"])
+        self.images = None if state["images"] is None else state["images"].cpu().clone()
+        self.indices = state["indices"].cpu().clone()
+        self.labels = {t: y.cpu().clone() for t, y in state["labels"].items()}
+        self.has = {t: m.cpu().clone() for t, m in state["has"].items()}
+
+
+@METHODS.register("er")
+class ER(Method):
+    Options = EROptions
+
+    def __init__(self, options, tasks):
+        super().__init__(options, tasks)
+        self.buffer = ReservoirBuffer(options.buffer_size, options.seed)
+
+    def observe(self, batch: Dict[str, Tensor], phase: Phase) -> None:
+        labels = {t: batch[t] for t in phase.tasks if t in batch}
+        if labels:
+            self.buffer.add(batch["image"], labels, batch.get("index"))
+
+    def replay_loss(self, network: nn.Module, slots: Tensor, device: torch.device) -> Tensor:
+        """Sample-weighted mean of each task's supervised loss on its replayed samples.
+
+        A task group of one sample is duplicated: the heads' image-pooling BatchNorm cannot
+        normalise a single value in train mode.
+        """
+        buf = self.buffer
+        terms: List[Tensor] = []
+        counts: List[int] = []
+        for t in buf.has:
+            group = slots[buf.has[t][slots]]
+            if group.numel() == 0:
+                continue
+            counts.append(group.numel())
+            if group.numel() == 1:
+                group = group.repeat(2)
+            images = buf.images[group].to(device, non_blocking=True)
+            target = buf.labels[t][group].to(device, non_blocking=True)
+            terms.append(self.tasks[t].loss(network(images, [t])[t], target) * counts[-1])
+        return torch.stack(terms).sum() / sum(counts)
+
+    def extra_loss(
+        self, network: nn.Module, batch: Dict[str, Tensor], phase: Phase
+    ) -> Tuple[Optional[Tensor], Dict[str, Tensor]]:
+        """`replay_weight` × the replay loss (logged as added, `er/replay_loss`)."""
+        if len(self.buffer) == 0:
+            return None, {}
+        images = batch["image"]
+        wanted = self.opts.replay_batch or max(1, images.shape[0] // 4)
+        value = self.opts.replay_weight * self.replay_loss(
+            network, self.buffer.sample(wanted), images.device
+        )
+        return value, {"er/replay_loss": value.detach()}
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if "buffer" in state:
+            self.buffer.load_state_dict(state["buffer"])

@@ -1,0 +1,148 @@
+"""The LightningModule of a lifelong run: student forward, teacher forward, method loss, metrics.
+
+The teacher (a frozen copy of the network taken at the phase boundary) is held outside the
+module tree: it is not in `state_dict`, the optimiser or DDP, and Lightning's `train()` never
+reaches it. It is saved and restored explicitly through the checkpoint hooks.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Optional
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig
+from torch import Tensor, nn
+
+from lhl.methods.base import Method, Phase
+from lhl.models import MultiHeadPredictor
+from lhl.tasks import build_task
+
+
+def freeze_copy(network: nn.Module, keep: List[str]) -> MultiHeadPredictor:
+    """A deep copy in eval mode without gradients, holding only the heads in `keep`."""
+    teacher = copy.deepcopy(network)
+    for name in list(teacher.heads.keys()):
+        if name not in keep:
+            del teacher.heads[name]
+            teacher.specs.pop(name, None)
+    teacher.eval()
+    teacher.requires_grad_(False)
+    return teacher
+
+
+class LifelongModule(pl.LightningModule):
+    """Trains one phase: `phase.tasks` are supervised, `old` tasks are the teacher's."""
+
+    def __init__(
+        self, network: MultiHeadPredictor, method: Method, phase: Phase, old: List[str],
+        eval_tasks: List[str], train_cfg: DictConfig, eval_reduction: str = "global",
+    ):
+        super().__init__()
+        self.network = network
+        self.method = method
+        self.phase = phase
+        self.old = list(old)
+        self.eval_tasks = list(eval_tasks)
+        self.train_cfg = train_cfg
+        self.metrics = nn.ModuleDict(
+            {t: network.specs[t].metric(eval_reduction) for t in self.eval_tasks}
+        )
+        self.last_eval: Dict[str, Dict[str, float]] = {}
+        self.global_step_offset = 0
+        object.__setattr__(self, "_teacher", None)
+
+    # --- the teacher --------------------------------------------------------------------------
+    @property
+    def teacher(self) -> Optional[MultiHeadPredictor]:
+        return self._teacher
+
+    def set_teacher(self, teacher: Optional[MultiHeadPredictor]) -> None:
+        object.__setattr__(self, "_teacher", teacher)
+
+    def needs_teacher(self) -> bool:
+        return bool(self.old) and self.method.uses_teacher
+
+    def on_fit_start(self) -> None:
+        if self.needs_teacher():
+            if self._teacher is None:
+                self.set_teacher(freeze_copy(self.network, self.old))
+            self._teacher.to(self.device)
+            self._teacher.eval()
+        self.method.on_phase_start(self.phase, self.network)
+
+    # --- training -----------------------------------------------------------------------------
+    def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
+        self.method.observe(batch, self.phase)
+        images = batch["image"]
+        heads = list(self.phase.tasks) + (self.old if self.method.uses_teacher else [])
+        student = self.network(images, heads)
+        teacher = None
+        if self.needs_teacher():
+            with torch.no_grad():
+                teacher = self._teacher(images, self.old)
+        loss, logs = self.method.training_loss(student, teacher, batch, list(self.phase.tasks), self.old)
+        extra, extra_logs = self.method.extra_loss(self.network, batch, self.phase)
+        if extra is not None:
+            loss = loss + extra
+            logs.update(extra_logs)
+        if not torch.isfinite(loss):
+            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
+            raise FloatingPointError(
+                f"non-finite loss at phase {self.phase.index}, step {self.global_step} "
+                f"(method '{type(self.method).__name__}'): {terms}. Lower train.lr, check the "
+                "labels of the batch for NaN/inf, or use train.gradient_clip_val."
+            )
+        logs["loss/total"] = loss.detach()
+        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
+        self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
+        self.log("step_global", float(self.global_step_offset + self.global_step), on_step=True, on_epoch=False)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.method.after_optimizer_step(self.network)
+
+    def configure_optimizers(self):
+        params = [p for p in self.network.parameters() if p.requires_grad]
+        cfg = self.train_cfg
+        if cfg.optimizer == "adam":
+            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
+        preds = self.network(batch["image"], self.eval_tasks)
+        for t in self.eval_tasks:
+            self.metrics[t].update(preds[t].float(), batch[t])
+
+    def on_validation_epoch_end(self) -> None:
+        out = {}
+        for t in self.eval_tasks:
+            out[t] = {k: float(v) for k, v in self.metrics[t].compute().items()}
+            self.metrics[t].reset()
+        self.last_eval = out
+        flat = {f"val/{t}/{k}": v for t, m in out.items() for k, v in m.items()}
+        self.log_dict(flat, sync_dist=False, rank_zero_only=True)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["lhl"] = {
+            "heads": {n: (s.kind, s.channels) for n, s in self.network.specs.items()},
+            "teacher": None if self._teacher is None else self._teacher.state_dict(),
+            "teacher_heads": [] if self._teacher is None else list(self._teacher.heads.keys()),
+            "method_state": self.method.state_dict(),
+            "phase": self.phase.index,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Runs before the weights load: recreate heads and the teacher from the stored maps."""
+        info = checkpoint["lhl"]
+        for name, (kind, ch) in info["heads"].items():
+            self.network.add_head(build_task(kind, name, ch))
+        if info["teacher"] is not None:
+            teacher = freeze_copy(self.network, info["teacher_heads"])
+            teacher.load_state_dict(info["teacher"])
+            self.set_teacher(teacher)
+        self.method.load_state_dict(info["method_state"])

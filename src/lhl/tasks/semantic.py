@@ -1,0 +1,57 @@
+"""Semantic segmentation: C classes, log-softmax head, NLL with ignore index -1."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lhl.registry import TASKS
+from lhl.tasks.base import TaskSpec
+
+IGNORE_INDEX = -1
+
+
+def _palette(n: int) -> np.ndarray:
+    """The PASCAL VOC colour map: distinct, stable colours for class ids."""
+    cmap = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i + 1, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+@TASKS.register("semantic")
+class SemanticTask(TaskSpec):
+    kind = "semantic"
+    metric_directions = {"miou": True, "pixacc": True}
+    main_metric = "miou"
+
+    def activate(self, raw: Tensor) -> Tensor:
+        return F.log_softmax(raw, dim=1)
+
+    def pixel_loss(self, pred: Tensor, target: Tensor):
+        valid = (target >= 0) & (target < self.channels)
+        safe = torch.where(valid, target, torch.zeros_like(target)).long()
+        nll = -pred.gather(1, safe.unsqueeze(1)).squeeze(1)
+        return nll, valid
+
+    def pseudo_label(self, teacher_pred: Tensor) -> Tensor:
+        return teacher_pred.argmax(dim=1)
+
+    def metric(self, reduction: str = "global"):
+        from lhl.metrics import SemanticMetric
+
+        return SemanticMetric(self.channels, ignore_index=IGNORE_INDEX, reduction=reduction)
+
+    def colourise(self, x: Tensor, is_label: bool = False) -> np.ndarray:
+        lab = x if is_label else x.argmax(dim=0)
+        lab = lab.detach().cpu().numpy().astype(np.int64)
+        rgb = _palette(self.channels)[np.clip(lab, 0, self.channels - 1)]
+        rgb[lab < 0] = 0
+        return rgb

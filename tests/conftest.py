@@ -1,0 +1,39 @@
+"""Shared fixtures: tiny synthetic-rooms configs that run end to end on CPU in seconds."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def tiny_overrides(tmp_path: Path, cache: Path, **extra) -> list:
+    """A 3-phase synthetic sequence at 32x32 with a narrow network: seconds per phase."""
+    base = {
+        "seq": "synthetic_s1",
+        "run.out_dir": str(tmp_path / "runs"),
+        "data.options": "{n_train: 24, n_val: 8, height: 32, width: 32, seed: 0, cache: '" + str(cache) + "'}",
+        "data.batch_size": 4,
+        "data.num_workers": 0,
+        "model.head_width": 8,
+        "model.aspp_rates": "[1,2,3]",
+        "train.epochs": 1,
+        "train.max_steps": 3,
+        "train.progress_bar": False,
+        "train.accelerator": "cpu",
+        "train.log_every_n_steps": 1,
+        "eval.gallery_samples": 2,
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+@pytest.fixture(scope="session")
+def synth_cache(tmp_path_factory) -> Path:
+    """One tiny synthetic set per test session, shared by the end-to-end tests."""
+    return tmp_path_factory.mktemp("synth_cache")

@@ -1,0 +1,132 @@
+"""Unit tests of the engine: config, slices, predictor, teacher, module step, optimiser coverage."""
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from lhl.config import Config, ConfigError, load_config
+from lhl.data.sequence import phase_slices
+from lhl.methods import METHODS
+from lhl.methods.base import Phase
+from lhl.models import MultiHeadPredictor
+from lhl.module import LifelongModule, freeze_copy
+from lhl.tasks import build_task
+
+
+def tiny_net():
+    torch.manual_seed(0)
+    net = MultiHeadPredictor(head_width=8, aspp_rates=(1, 2, 3))
+    specs = {n: build_task(k, n, c) for n, k, c in [("semantic", "semantic", 5), ("depth", "depth", 1), ("normal", "normal", 3)]}
+    return net, specs
+
+
+def test_config_unknown_key_names_key_and_source(tmp_path):
+    with pytest.raises(ConfigError, match="train.epoch'.*|.*'train.epoch'"):
+        load_config([], ["train.epoch=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  backbon: resnet18\n")
+    with pytest.raises(ConfigError) as err:
+        load_config([bad], [])
+    assert "bad.yaml" in str(err.value) and "backbon" in str(err.value)
+
+
+def test_config_presets_and_shortcuts():
+    cfg = load_config([], ["seq=synthetic_s1", "method=had", "seed=3", "train.epochs=2"])
+    assert cfg.sequence.name == "synthetic_s1" and cfg.method.name == "had"
+    assert cfg.run.seed == 3 and cfg.train.epochs == 2
+    with pytest.raises(ConfigError, match="no seq preset 'nope'"):
+        load_config([], ["seq=nope"])
+
+
+def test_every_preset_loads():
+    from lhl.config import experiments_dir
+
+    for f in sorted((experiments_dir() / "seq").glob("*.yaml")):
+        load_config([], [f"seq={f.stem}"])
+    for f in sorted((experiments_dir() / "method").glob("*.yaml")):
+        cfg = load_config([], [f"method={f.stem}"])
+        assert cfg.method.name in METHODS
+
+
+def test_phase_slices_are_disjoint_and_cover():
+    s = phase_slices(10, 3)
+    assert [x.tolist() for x in s] == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    sh = phase_slices(10, 3, shuffle=True, seed=1)
+    allidx = sorted(i for x in sh for i in x.tolist())
+    assert allidx == list(range(10)) and [len(x) for x in sh] == [4, 3, 3]
+    assert sh[0].tolist() != [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="fewer than the 3 phases"):
+        phase_slices(2, 3)
+
+
+def test_predictor_heads_shapes_and_activations():
+    net, specs = tiny_net()
+    for s in specs.values():
+        net.add_head(s)
+    net.add_head(specs["depth"])  # idempotent
+    assert net.task_names == ["semantic", "depth", "normal"]
+    net.eval()
+    out = net(torch.rand(2, 3, 32, 40))
+    assert out["semantic"].shape == (2, 5, 32, 40)
+    assert torch.allclose(out["semantic"].exp().sum(1), torch.ones(2, 32, 40), atol=1e-5)
+    assert torch.allclose(out["normal"].norm(dim=1), torch.ones(2, 32, 40), atol=1e-5)
+    assert out["depth"].shape == (2, 1, 32, 40)
+
+
+def test_teacher_is_frozen_outside_module_and_one_backbone_pass():
+    net, specs = tiny_net()
+    for s in specs.values():
+        net.add_head(s)
+    teacher = freeze_copy(net, ["semantic", "depth"])
+    assert list(teacher.heads.keys()) == ["semantic", "depth"]
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    method = METHODS.get("lwf")(METHODS.get("lwf").Options(), specs)
+    train_cfg = OmegaConf.structured(Config).train
+    mod = LifelongModule(net, method, Phase(2, ["normal"], 2), ["semantic", "depth"], ["normal"], train_cfg)
+    mod.set_teacher(teacher)
+    assert not any(k.startswith("_teacher") or ".teacher" in k for k in mod.state_dict())
+    opt_params = {id(p) for g in mod.configure_optimizers().param_groups for p in g["params"]}
+    assert opt_params == {id(p) for p in net.parameters()}
+    assert not any(id(p) in opt_params for p in teacher.parameters())
+    mod.train()
+    assert not teacher.training  # Lightning's train() never reaches the teacher
+    calls = []
+    teacher.backbone.register_forward_hook(lambda *a: calls.append(1))
+    batch = {"image": torch.rand(2, 3, 32, 32), "normal": torch.nn.functional.normalize(torch.randn(2, 3, 32, 32), dim=1)}
+    before = [p.clone() for p in teacher.parameters()]
+    loss = mod.training_step(batch, 0)
+    loss.backward()
+    assert len(calls) == 1  # one teacher backbone pass for both old heads
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
+    assert net.heads["semantic"].classifier.weight.grad is not None  # old heads distilled
+
+
+def test_nan_loss_raises_clear_error():
+    net, specs = tiny_net()
+    net.add_head(specs["depth"])
+    method = METHODS.get("finetune")(METHODS.get("finetune").Options(), specs)
+    mod = LifelongModule(net, method, Phase(0, ["depth"], 0), [], ["depth"], OmegaConf.structured(Config).train)
+    batch = {"image": torch.rand(2, 3, 32, 32), "depth": torch.full((2, 1, 32, 32), float("nan"))}
+    with pytest.raises(FloatingPointError, match="non-finite loss at phase 0.*loss/depth"):
+        mod.training_step(batch, 0)
+
+
+def test_method_plans():
+    order = ["semantic", "depth", "normal"]
+    _, specs = tiny_net()
+    plan = METHODS.get("finetune")(None, specs).plan(order)
+    assert [(p.tasks, p.slice) for p in plan] == [(["semantic"], 0), (["depth"], 1), (["normal"], 2)]
+    joint = METHODS.get("joint")(None, specs).plan(order)
+    assert len(joint) == 1 and joint[0].tasks == order and joint[0].slice is None
+    st = METHODS.get("single_task")(None, specs).plan(order)
+    assert all(p.fresh_model and p.slice is None and p.eval_tasks == p.tasks for p in st)
+
+
+def test_unknown_method_option_is_named():
+    from lhl.methods.base import options_from_dict
+
+    cls = METHODS.get("lwf")
+    with pytest.raises(KeyError, match="method.neww"):
+        options_from_dict(cls.Options, {"neww": 1}, "config")

@@ -1,0 +1,194 @@
+"""ER: reservoir sampling is algorithm R (hence uniform), survives save/resume, and replays per task."""
+import io
+
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+
+from lhl.methods import METHODS
+from lhl.methods.base import Phase, options_from_dict
+from lhl.methods.er import ReservoirBuffer
+from lhl.tasks import build_task
+
+
+def make_er(tasks, **opts):
+    cls = METHODS.get("er")
+    return cls(options_from_dict(cls.Options, opts, "test"), tasks)
+
+
+def stream(total, batch, start=0):
+    """Batches of 1x1 'images' whose pixel values are the sample ids, with depth labels."""
+    for lo in range(start, start + total, batch):
+        ids = torch.arange(lo, min(lo + batch, start + total))
+        img = ids.double().view(-1, 1, 1, 1).expand(-1, 3, 1, 1).clone()
+        yield {"image": img, "depth": img[:, :1] + 1, "index": ids}
+
+
+def reference_slots(seen, size, u):
+    """Algorithm R, one sample at a time, on the same uniforms: the slot each sample lands in."""
+    slots = []
+    for k, uk in enumerate(u.tolist()):
+        n = seen + k
+        r = int(uk * (n + 1))
+        slots.append(n if n < size else (r if r < size else -1))
+    return slots
+
+
+def test_reservoir_equals_sequential_algorithm_r():
+    buf = ReservoirBuffer(size=7, seed=3)
+    twin = torch.Generator().manual_seed(3)
+    contents = [-1] * 7
+    for batch in stream(120, 9):
+        u = torch.rand(len(batch["index"]), generator=twin, dtype=torch.float64)
+        for slot, idx in zip(reference_slots(buf.seen, 7, u), batch["index"].tolist()):
+            if slot >= 0:
+                contents[slot] = idx  # a later sample overwrites an earlier one in the same slot
+        buf.add(batch["image"], {"depth": batch["depth"]}, batch["index"])
+        assert buf.indices.tolist() == contents
+    assert torch.equal(buf.images[:, 0, 0, 0].long(), buf.indices)
+    assert torch.equal(buf.labels["depth"][:, 0, 0, 0].long(), buf.indices + 1)
+
+
+def test_reservoir_inclusion_is_uniform():
+    total, size, trials = 200, 20, 400
+    counts = torch.zeros(total)
+    for seed in range(trials):
+        buf = ReservoirBuffer(size=size, seed=seed)
+        for batch in stream(total, 10):
+            buf.add(batch["image"], {"depth": batch["depth"]}, batch["index"])
+        assert len(buf) == size and len(set(buf.indices.tolist())) == size
+        counts[buf.indices] += 1
+    expected = trials * size / total
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert stats.chi2.sf(chi2, df=total - 1) > 1e-3
+    early, late = counts[: total // 2].sum(), counts[total // 2:].sum()
+    assert abs(early - late) < 0.1 * (early + late)
+
+
+def test_buffer_resume_continues_the_same_stream():
+    tasks = {"depth": build_task("depth", "depth", 1)}
+    whole = make_er(tasks, buffer_size=5, seed=11)
+    first = make_er(tasks, buffer_size=5, seed=11)
+    phase = Phase(0, ["depth"], 0)
+    batches = list(stream(90, 6))
+    for b in batches:
+        whole.observe(b, phase)
+    for b in batches[:7]:
+        first.observe(b, phase)
+    raw = io.BytesIO()
+    torch.save(first.state_dict(), raw)
+    raw.seek(0)
+    resumed = make_er(tasks, buffer_size=5, seed=999)  # the stored generator state wins
+    resumed.load_state_dict(torch.load(raw))
+    for b in batches[7:]:
+        resumed.observe(b, phase)
+    a, b = whole.buffer, resumed.buffer
+    assert a.seen == b.seen == 90
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.images, b.images)
+    assert torch.equal(a.labels["depth"], b.labels["depth"]) and torch.equal(a.has["depth"], b.has["depth"])
+    assert torch.equal(a.sample(3), b.sample(3))
+    with pytest.raises(ValueError, match="buffer_size"):
+        make_er(tasks, buffer_size=6).load_state_dict(whole.state_dict())
+
+
+def test_samples_keep_the_labels_of_their_phase():
+    tasks = {"depth": build_task("depth", "depth", 1), "seg": build_task("semantic", "seg", 3)}
+    er = make_er(tasks, buffer_size=4, seed=0)
+    for b in stream(4, 4):
+        er.observe(b, Phase(0, ["depth"], 0))
+    for lo in range(4, 400, 4):
+        ids = torch.arange(lo, lo + 4)
+        img = ids.double().view(-1, 1, 1, 1).expand(-1, 3, 1, 1).clone()
+        er.observe({"image": img, "seg": (ids % 3).view(-1, 1, 1), "index": ids}, Phase(1, ["seg"], 1))
+    buf = er.buffer
+    from_seg = buf.indices >= 4
+    assert from_seg.any()
+    assert torch.equal(buf.has["seg"], from_seg) and torch.equal(buf.has["depth"], ~from_seg)
+    assert torch.equal(buf.labels["seg"][from_seg][:, 0, 0], buf.indices[from_seg] % 3)
+
+
+class Tiny(nn.Module):
+    """Predictor interface: 1x1-conv backbone and heads; records each call's tasks and batch size."""
+
+    def __init__(self, specs):
+        super().__init__()
+        self.backbone = nn.Conv2d(3, 2, 1)
+        self.heads = nn.ModuleDict({s.name: nn.Conv2d(2, s.channels, 1) for s in specs})
+        self.specs = {s.name: s for s in specs}
+        self.calls = []
+
+    def forward(self, x, tasks=None):
+        names = list(self.heads) if tasks is None else list(tasks)
+        self.calls.append((tuple(names), x.shape[0]))
+        feat = self.backbone(x)
+        return {t: self.specs[t].activate(self.heads[t](feat)) for t in names}
+
+
+def replay_setup():
+    torch.manual_seed(0)
+    specs = [build_task("depth", "depth", 1), build_task("semantic", "seg", 3),
+             build_task("normal", "nrm", 3)]
+    tasks = {s.name: s for s in specs}
+    net = Tiny(specs).double()
+    er = make_er(tasks, buffer_size=10, seed=0, replay_batch=4, replay_weight=0.5)
+    g = torch.Generator().manual_seed(1)
+    img = torch.rand(4, 3, 8, 8, generator=g, dtype=torch.float64)
+    er.observe({"image": img[:3], "depth": torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64),
+                "index": torch.arange(3)}, Phase(0, ["depth"], 0))
+    er.observe({"image": img[3:], "seg": torch.randint(0, 3, (1, 8, 8), generator=g),
+                "index": torch.arange(3, 4)}, Phase(1, ["seg"], 1))
+    return net, tasks, er
+
+
+def test_replay_loss_groups_by_task_and_weights_by_samples():
+    net, tasks, er = replay_setup()
+    buf = er.buffer
+    value, logs = er.extra_loss(net, {"image": torch.zeros(8, 3, 8, 8, dtype=torch.float64)},
+                                Phase(2, ["nrm"], 2))
+    assert sorted(net.calls) == [(("depth",), 3), (("seg",), 2)]  # the lone seg sample doubled
+    d = tasks["depth"].loss(net(buf.images[:3], ["depth"])["depth"], buf.labels["depth"][:3])
+    s = tasks["seg"].loss(net(buf.images[3:4], ["seg"])["seg"], buf.labels["seg"][3:4])
+    assert torch.allclose(value, 0.5 * (3 * d + s) / 4, rtol=1e-12)
+    assert set(logs) == {"er/replay_loss"} and torch.equal(logs["er/replay_loss"], value.detach())
+    grads = torch.autograd.grad(value, [net.heads[t].weight for t in ("depth", "seg", "nrm")],
+                                allow_unused=True)
+    assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0 and grads[2] is None
+
+
+def test_default_replay_batch_is_a_quarter_of_the_batch_and_empty_buffer_adds_nothing():
+    tasks = {"depth": build_task("depth", "depth", 1)}
+    net = Tiny(list(tasks.values()))
+    er = make_er(tasks)
+    big = {"image": torch.rand(12, 3, 2, 2), "depth": torch.rand(12, 1, 2, 2), "index": torch.arange(12)}
+    assert er.extra_loss(net, big, Phase(0, ["depth"], 0)) == (None, {})
+    er.observe(big, Phase(0, ["depth"], 0))
+    value, _ = er.extra_loss(net, big, Phase(0, ["depth"], 0))
+    assert net.calls == [(("depth",), 3)] and value.ndim == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_replay_moves_samples_to_the_batch_device():
+    net, tasks, er = replay_setup()
+    net = net.cuda()
+    value, _ = er.extra_loss(net, {"image": torch.zeros(8, 3, 8, 8, device="cuda")}, Phase(2, ["nrm"], 2))
+    assert value.device.type == "cuda" and er.buffer.images.device.type == "cpu"
+
+
+def test_replay_on_predictor_in_train_mode_with_a_lone_sample():
+    from lhl.models import MultiHeadPredictor
+
+    torch.manual_seed(0)
+    tasks = {"seg": build_task("semantic", "seg", 4), "depth": build_task("depth", "depth", 1)}
+    net = MultiHeadPredictor(backbone="resnet18", head_width=8)
+    for spec in tasks.values():
+        net.add_head(spec)
+    net.train()
+    er = make_er(tasks, buffer_size=50, replay_batch=8)
+    er.observe({"image": torch.rand(1, 3, 32, 32), "seg": torch.randint(0, 4, (1, 32, 32)),
+                "index": torch.arange(1)}, Phase(0, ["seg"], 0))
+    er.observe({"image": torch.rand(3, 3, 32, 32), "depth": torch.rand(3, 1, 32, 32) + 0.5,
+                "index": torch.arange(1, 4)}, Phase(1, ["depth"], 1))
+    value, logs = er.extra_loss(net, {"image": torch.rand(2, 3, 32, 32)}, Phase(1, ["depth"], 1))
+    value.backward()
+    assert torch.isfinite(value) and net.heads["seg"].classifier.weight.grad.abs().sum() > 0
