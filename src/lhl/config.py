@@ -69,6 +69,7 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"  # bf16-mixed on GPUs
+    sync_batchnorm: bool = False  # DDP: BatchNorm statistics over the global batch
     channels_last: bool = False
     compile: bool = False
     deterministic: bool = False

@@ -69,7 +69,21 @@ class LifelongModule(pl.LightningModule):
                 self.set_teacher(freeze_copy(self.network, self.old))
             self._teacher.to(self.device)
             self._teacher.eval()
+            self._check_teacher_identical()
         self.method.on_phase_start(self.phase, self.network)
+
+    def _check_teacher_identical(self) -> None:
+        """Under DDP every rank must hold the same teacher: compare a checksum across ranks."""
+        if self.trainer is None or self.trainer.world_size == 1:
+            return
+        with torch.no_grad():
+            local = torch.stack([p.double().sum() for p in self._teacher.parameters()]).sum()
+        sums = self.all_gather(local)
+        if not torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=1e-6):
+            raise RuntimeError(
+                f"the teacher differs across ranks (parameter checksums {sums.tolist()}); "
+                "use the 'ddp' strategy (not ddp_spawn) so every rank copies identical weights"
+            )
 
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:

@@ -200,6 +200,7 @@ class PhaseRunner:
             num_nodes=t.num_nodes,
             strategy=_strategy(t),
             precision=t.precision,
+            sync_batchnorm=t.sync_batchnorm,
             deterministic=t.deterministic,
             gradient_clip_val=t.gradient_clip_val,
             log_every_n_steps=t.log_every_n_steps,

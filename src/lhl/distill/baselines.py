@@ -1,0 +1,85 @@
+"""Supervised CE and the baselines HeteroAKD is compared with: student alone, logit KD, CWD.
+
+Every distiller is an `nn.Module` called as `distiller(student_out, teacher_out, target)` with
+segmenter outputs (`{"logits", "features", "decoder"}`; `teacher_out` is None for the student
+alone) and labels [B, H, W] (-1 = ignore); it returns named loss terms, the total under "loss".
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+IGNORE_INDEX = -1
+
+
+def valid_mask(target: Tensor, num_classes: int) -> Tensor:
+    """Pixels with a label in [0, C): everything else (-1, 255, ...) is ignored."""
+    return (target >= 0) & (target < num_classes)
+
+
+def ce_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Cross-entropy averaged over labelled pixels (gather + masked mean: deterministic on CUDA)."""
+    valid = valid_mask(target, logits.shape[1])
+    safe = torch.where(valid, target, torch.zeros_like(target)).long()
+    nll = -F.log_softmax(logits, 1).gather(1, safe.unsqueeze(1)).squeeze(1)
+    return (nll * valid).sum() / valid.sum().clamp_min(1)
+
+
+def kd_loss(student: Tensor, teacher: Tensor, tau: float = 1.0, valid: Optional[Tensor] = None) -> Tensor:
+    """Hinton KD per pixel: tau^2 KL(softmax(t/tau) || softmax(s/tau)) over classes, mean over pixels."""
+    t_log = F.log_softmax(teacher.detach() / tau, 1)
+    kl = (t_log.exp() * (t_log - F.log_softmax(student / tau, 1))).sum(1)
+    if valid is None:
+        return kl.mean() * tau**2
+    return (kl * valid).sum() / valid.sum().clamp_min(1) * tau**2
+
+
+def cwd_loss(student: Tensor, teacher: Tensor, tau: float = 4.0) -> Tensor:
+    """Channel-wise distillation (Shu et al. 2021): per class map, softmax over space, KL, tau^2 mean."""
+    b, c = student.shape[:2]
+    t_log = F.log_softmax(teacher.detach().reshape(b, c, -1) / tau, -1)
+    s_log = F.log_softmax(student.reshape(b, c, -1) / tau, -1)
+    return (t_log.exp() * (t_log - s_log)).sum(-1).mean() * tau**2
+
+
+class StudentOnly(nn.Module):
+    """Lower bound: cross-entropy to the labels only."""
+
+    needs_teacher = False
+
+    def forward(self, student_out: Dict, teacher_out: Optional[Dict], target: Tensor) -> Dict[str, Tensor]:
+        ce = ce_loss(student_out["logits"], target)
+        return {"loss": ce, "ce": ce}
+
+
+class LogitKD(nn.Module):
+    """CE + weight * pixel-wise logit KD from the teacher's final logits (all pixels)."""
+
+    needs_teacher = True
+
+    def __init__(self, tau: float = 1.0, weight: float = 1.0):
+        super().__init__()
+        self.tau, self.weight = float(tau), float(weight)
+
+    def forward(self, student_out: Dict, teacher_out: Dict, target: Tensor) -> Dict[str, Tensor]:
+        ce = ce_loss(student_out["logits"], target)
+        kd = kd_loss(student_out["logits"], teacher_out["logits"], self.tau)
+        return {"loss": ce + self.weight * kd, "ce": ce, "kd": kd}
+
+
+class ChannelWiseKD(nn.Module):
+    """CE + weight * CWD on the final logits (defaults of the CWD paper: tau 4, weight 3)."""
+
+    needs_teacher = True
+
+    def __init__(self, tau: float = 4.0, weight: float = 3.0):
+        super().__init__()
+        self.tau, self.weight = float(tau), float(weight)
+
+    def forward(self, student_out: Dict, teacher_out: Dict, target: Tensor) -> Dict[str, Tensor]:
+        ce = ce_loss(student_out["logits"], target)
+        cwd = cwd_loss(student_out["logits"], teacher_out["logits"], self.tau)
+        return {"loss": ce + self.weight * cwd, "ce": ce, "cwd": cwd}

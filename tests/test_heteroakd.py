@@ -1,0 +1,207 @@
+"""HeteroAKD and the KD baselines against values computed by hand on 1-4 pixel tensors."""
+import math
+
+import pytest
+import torch
+
+from lhl.distill.baselines import ce_loss, cwd_loss, kd_loss
+from lhl.distill.heteroakd import (
+    HeteroAKD, aligned_target, knowledge_mix, knowledge_weights, reliability, soft_target_terms,
+    weighted_soft_loss,
+)
+
+KL_75_50 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)  # KL(Bern(.75) || Bern(.5)) = 0.1308
+
+
+def softplus(x):
+    return math.log1p(math.exp(x))
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+def lmap(*pixels):
+    """Logits [1, C, 1, P] from per-pixel class-logit lists."""
+    return torch.tensor(pixels, dtype=torch.float32).T.reshape(1, len(pixels[0]), 1, len(pixels))
+
+
+def test_aligned_target_onehot_ignore_and_nearest_resize():
+    target = torch.tensor([[[0, 1, -1, 2], [0, 1, -1, 2]]])
+    onehot, valid, small = aligned_target(target, 3, (2, 4))
+    assert valid.tolist() == [[[True, True, False, True]] * 2]
+    assert onehot[0, :, 0].tolist() == [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]]
+    onehot, valid, small = aligned_target(target, 3, (1, 2))  # nearest: columns 0 and 2
+    assert small.tolist() == [[[0, -1]]] and valid.tolist() == [[[True, False]]]
+    assert onehot.sum().item() == 1
+
+
+def test_reliability_is_bce_per_class_and_zero_on_ignore():
+    z = lmap([2.0, -1.0], [0.5, 0.5])
+    onehot, valid, _ = aligned_target(torch.tensor([[[1, -1]]]), 2, (1, 2))
+    h = reliability(z, onehot, valid)
+    assert h[0, :, 0, 0].tolist() == pytest.approx([softplus(2.0), softplus(1.0)], abs=1e-6)
+    assert h[0, :, 0, 1].tolist() == [0.0, 0.0]
+
+
+def test_kmm_teacher_better_on_one_class_worse_on_other():
+    # pixel 0 (label 0): teacher right, student wrong; pixel 1 (label 1): teacher wrong, student right
+    z_t = lmap([3.0, -3.0], [2.0, -2.0])
+    z_s = lmap([-1.0, 1.0], [-1.0, 1.0])
+    onehot, valid, _ = aligned_target(torch.tensor([[[0, 1]]]), 2, (1, 2))
+    h_t, h_s = reliability(z_t, onehot, valid), reliability(z_s, onehot, valid)
+    s_t, z_h = knowledge_mix(z_t, z_s, h_t, h_s, eps=0.0)
+    share0 = softplus(1.0) / (softplus(-3.0) + softplus(1.0))
+    share1 = softplus(-1.0) / (softplus(2.0) + softplus(-1.0))
+    assert s_t[0, :, 0, 0].tolist() == pytest.approx([share0, share0], abs=1e-6)
+    assert s_t[0, :, 0, 1].tolist() == pytest.approx([share1, share1], abs=1e-6)
+    assert share0 > 0.9 and share1 < 0.2
+    expected = [[share0 * 3 + (1 - share0) * -1, share0 * -3 + (1 - share0) * 1],
+                [share1 * 2 + (1 - share1) * -1, share1 * -2 + (1 - share1) * 1]]
+    assert z_h[0, :, 0, 0].tolist() == pytest.approx(expected[0], abs=1e-5)
+    assert z_h[0, :, 0, 1].tolist() == pytest.approx(expected[1], abs=1e-5)
+    # the hybrid is more reliable than the student where the teacher is, and than the teacher elsewhere
+    h_h = reliability(z_h, onehot, valid)
+    assert (h_h[..., 0] < h_s[..., 0]).all() and (h_h[..., 1] < h_t[..., 1]).all()
+
+
+def test_kmm_targets_are_detached():
+    z_t = torch.randn(1, 3, 2, 2, requires_grad=True)
+    z_s = torch.randn(1, 3, 2, 2, requires_grad=True)
+    h = torch.rand(1, 3, 2, 2, requires_grad=True)
+    s_t, z_h = knowledge_mix(z_t, z_s, h, h)
+    assert not s_t.requires_grad and not z_h.requires_grad
+
+
+def test_kem_weights_class_axis_hand_values():
+    h_s = torch.tensor([1.0, 2.0]).reshape(1, 2, 1, 1).repeat(1, 1, 1, 2)
+    h_h = torch.tensor([2.0, 0.0]).reshape(1, 2, 1, 1).repeat(1, 1, 1, 2)
+    valid = torch.tensor([[[True, False]]])
+    w = knowledge_weights(h_s, h_h, valid, "class")
+    # logits: 1 + max(0, -1) = 1 and 2 + max(0, 2) = 4; rescaled to mean 1 over the 2 classes
+    e1, e4 = math.exp(1), math.exp(4)
+    assert w[0, :, 0, 0].tolist() == pytest.approx([2 * e1 / (e1 + e4), 2 * e4 / (e1 + e4)], abs=1e-6)
+    assert w[0, :, 0, 1].tolist() == [0.0, 0.0]
+
+
+def test_kem_weights_pixel_and_all_axes_skip_ignored_pixels():
+    h_s = torch.tensor([[0.0, 1.0, 9.0], [1.0, 1.0, 9.0]]).reshape(1, 2, 1, 3)
+    h_h = torch.zeros_like(h_s)
+    valid = torch.tensor([[[True, True, False]]])
+    w = knowledge_weights(h_s, h_h, valid, "pixel")
+    # class 0 logits (0, 2): 2 * softmax; class 1 (2, 2): 1, 1; the ignored pixel gets 0
+    assert w[0, 0, 0].tolist() == pytest.approx([2 / (1 + math.e**2), 2 * math.e**2 / (1 + math.e**2), 0], abs=1e-6)
+    assert w[0, 1, 0].tolist() == pytest.approx([1, 1, 0], abs=1e-6)
+    w = knowledge_weights(h_s, h_h, valid, "all")
+    z = 1 + 3 * math.e**2
+    assert w[0, :, 0, :2].flatten().tolist() == pytest.approx([4 / z, 4 * math.e**2 / z, 4 * math.e**2 / z, 4 * math.e**2 / z], abs=1e-6)
+    assert w[0, :, 0, 2].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="weight_axis"):
+        knowledge_weights(h_s, h_h, valid, "row")
+
+
+def test_soft_target_terms_binary_softmax_and_temperature():
+    z_h, z_s = lmap([math.log(3), 0.0]), lmap([0.0, 0.0])
+    binary = soft_target_terms(z_h, z_s, 1.0, "binary")
+    assert binary[0, :, 0, 0].tolist() == pytest.approx([KL_75_50, 0.0], abs=1e-6)
+    soft = soft_target_terms(z_h, z_s, 1.0, "softmax")
+    assert soft[0, :, 0, 0].tolist() == pytest.approx([0.75 * math.log(1.5), 0.25 * math.log(0.5)], abs=1e-6)
+    assert soft.sum().item() == pytest.approx(KL_75_50, abs=1e-6)
+    hot = soft_target_terms(lmap([2 * math.log(3), 0.0]), z_s, 2.0, "binary")
+    assert hot[0, 0, 0, 0].item() == pytest.approx(4 * KL_75_50, abs=1e-6)
+
+
+def test_weighted_soft_loss_means_over_valid_pixels():
+    terms = torch.tensor([[1.0, 2.0, 100.0], [3.0, 4.0, 100.0]]).reshape(1, 2, 1, 3)
+    w = torch.tensor([[0.5, 1.0, 1.0], [1.5, 1.0, 1.0]]).reshape(1, 2, 1, 3)
+    valid = torch.tensor([[[True, True, False]]])
+    assert weighted_soft_loss(terms, w, valid).item() == pytest.approx((0.5 + 4.5 + 2 + 4) / 2)
+
+
+def test_student_gradient_treats_hybrid_and_weights_as_constants():
+    torch.manual_seed(0)
+    akd = HeteroAKD(2, [1], [1], [0], [0], tau=2.0, weight_axis="class", kl_form="binary")
+    target = torch.tensor([[[0, 1, -1]]])
+    onehot, valid, _ = aligned_target(target, 2, (1, 3))
+    z_t = lmap([3.0, -3.0], [2.0, -2.0], [0.0, 0.0]).requires_grad_(True)
+    z_s = lmap([-1.0, 1.0], [-1.0, 1.0], [5.0, 5.0]).requires_grad_(True)
+    out = akd.stage_loss(z_t, z_s, onehot, valid)
+    out["akd"].backward()
+    assert z_t.grad is None
+    # d/ds tau^2 KL(Bern(sig(h/tau)) || Bern(sig(s/tau))) = tau (sig(s/tau) - sig(h/tau)), times W / n_valid
+    h_t, h_s = reliability(z_t.detach(), onehot, valid), reliability(z_s.detach(), onehot, valid)
+    _, z_h = knowledge_mix(z_t, z_s, h_t, h_s, 1e-6)
+    w = knowledge_weights(h_s, reliability(z_h, onehot, valid), valid, "class")
+    for p in range(2):
+        for c in range(2):
+            s, h = z_s[0, c, 0, p].item(), z_h[0, c, 0, p].item()
+            expected = w[0, c, 0, p].item() * 2.0 * (sigmoid(s / 2) - sigmoid(h / 2)) / 2
+            assert z_s.grad[0, c, 0, p].item() == pytest.approx(expected, abs=1e-6)
+    assert z_s.grad[0, :, 0, 2].tolist() == [0.0, 0.0]  # the ignored pixel
+
+
+def _outputs(feats, logits):
+    return {"features": feats, "logits": logits, "decoder": feats[-1]}
+
+
+def test_heteroakd_total_and_ablation_reduces_to_projected_kd():
+    torch.manual_seed(0)
+    target = torch.tensor([[[0, 1, 2, -1], [2, 1, 0, 0], [1, 1, -1, 2], [0, 2, 2, 1]]])
+    t_feat = [torch.randn(1, 5, 4, 4), torch.randn(1, 6, 2, 2)]
+    s_feat = [torch.randn(1, 4, 4, 4, requires_grad=True)]
+    t_out, s_out = _outputs(t_feat, torch.randn(1, 3, 4, 4)), _outputs(s_feat, torch.randn(1, 3, 4, 4, requires_grad=True))
+    akd = HeteroAKD(3, [6], [4], [-1], [0], align_stride=1, kmm=False, kem=False, lambda_kd=0.1,
+                    kl_form="binary", projector_supervision="both")
+    terms = akd(s_out, t_out, target)
+    total = terms["ce"] + 0.1 * terms["kd"] + terms["akd"] + terms["proj"]
+    assert terms["loss"].item() == pytest.approx(total.item(), abs=1e-6)
+    assert terms["ce"].item() == pytest.approx(ce_loss(s_out["logits"], target).item())
+    assert terms["kd"].item() == pytest.approx(kd_loss(s_out["logits"], t_out["logits"]).item())
+    # without KMM / KEM: the binary KL from the (upsampled) teacher projection, mean over labelled pixels
+    z_t = torch.nn.functional.interpolate(akd.proj_t[0](t_feat[1]), size=(4, 4), mode="bilinear")
+    z_s = akd.proj_s[0](s_feat[0])
+    p, q = torch.sigmoid(z_t), torch.sigmoid(z_s)
+    kl = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).sum(1)
+    valid = target >= 0
+    assert terms["akd"].item() == pytest.approx((kl[valid].sum() / valid.sum()).item(), abs=1e-5)
+    # the teacher projector learns from its CE only: "none" leaves it without gradient
+    terms["loss"].backward()
+    assert akd.proj_t[0][0].weight.grad is not None and akd.proj_t[0][0].weight.grad.abs().sum() > 0
+    akd2 = HeteroAKD(3, [6], [4], [-1], [0], align_stride=2, projector_supervision="none")
+    akd2(s_out, t_out, target)["loss"].backward()
+    assert akd2.proj_t[0][0].weight.grad is None
+    assert akd2.proj_s[0][0].weight.grad.abs().sum() > 0
+
+
+def test_heteroakd_rejects_bad_switches():
+    with pytest.raises(ValueError, match="same length"):
+        HeteroAKD(3, [4], [4, 8], [-1], [-2, -1])
+    with pytest.raises(ValueError, match="kl_form"):
+        HeteroAKD(3, [4], [4], [-1], [-1], kl_form="js")
+
+
+def test_ce_ignores_unlabelled_pixels():
+    logits = lmap([0.0, 0.0], [9.0, -9.0], [0.0, math.log(3)])
+    target = torch.tensor([[[0, -1, 1]]])
+    assert ce_loss(logits, target).item() == pytest.approx((math.log(2) + math.log(4 / 3)) / 2, abs=1e-6)
+
+
+def test_logit_kd_hand_values_and_temperature():
+    s = lmap([0.0, 0.0])
+    assert kd_loss(s, lmap([math.log(3), 0.0])).item() == pytest.approx(KL_75_50, abs=1e-6)
+    assert kd_loss(s, lmap([2 * math.log(3), 0.0]), tau=2.0).item() == pytest.approx(4 * KL_75_50, abs=1e-6)
+    valid = torch.tensor([[[True, False]]])
+    two = lmap([0.0, 0.0], [0.0, 0.0])
+    assert kd_loss(two, lmap([math.log(3), 0.0], [9.0, -9.0]), valid=valid).item() == pytest.approx(KL_75_50, abs=1e-6)
+
+
+def test_cwd_softmax_over_space_per_channel():
+    # channel 0 spreads (.75, .25) over two pixels vs the student's (.5, .5); channel 1 agrees
+    t = torch.tensor([[math.log(3), 0.0], [1.0, 1.0]]).reshape(1, 2, 1, 2)
+    s = torch.zeros(1, 2, 1, 2)
+    assert cwd_loss(s, t, tau=1.0).item() == pytest.approx(KL_75_50 / 2, abs=1e-6)
+    assert cwd_loss(s, 2 * t, tau=2.0).item() == pytest.approx(4 * KL_75_50 / 2, abs=1e-6)
+    s.requires_grad_(True)
+    t.requires_grad_(True)
+    cwd_loss(s, t).backward()
+    assert t.grad is None
