@@ -57,7 +57,7 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache):
     single = Results.load(run(single_cfg))
 
     ddp_args = _overrides(tmp_path / "ddp", synth_cache, **{
-        "data.batch_size": 4, "train.devices": 2, "train.strategy": "ddp", "train.sync_batchnorm": "true",
+        "data.batch_size": 4, "train.devices": 2, "train.strategy": "ddp",
     })
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     env.pop("LOCAL_RANK", None)
@@ -79,7 +79,8 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache):
         for k, v in ms.items():
             assert ddp.phases[1]["metrics"][t][k] == pytest.approx(v, rel=1e-5, abs=1e-6), (t, k)
 
-    # training under DDP (2 x 4 images, SyncBatchNorm) follows the single-process run (8 images)
+    # training under DDP (2 x 4 images) follows the single-process run (8 images); BatchNorm
+    # statistics are per rank (SyncBatchNorm needs GPUs), hence a tolerance
     for t, ms in single.phases[1]["metrics"].items():
         for k, v in ms.items():
             assert ddp.phases[1]["metrics"][t][k] == pytest.approx(v, rel=0.05, abs=0.02), (t, k)

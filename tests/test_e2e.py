@@ -74,3 +74,46 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path, capsys):
     code = main(["run", "seq=nyu_s1", f"data.root={tmp_path / 'nowhere'}"])
     err = capsys.readouterr().err
     assert code == 2 and "nowhere" in err and "data.root" in err
+
+
+@pytest.mark.parametrize("method", ["finetune", "lwf", "had_faithful", "ewc", "si", "mas", "er"])
+def test_every_lifelong_method_runs_two_phases(tmp_path, synth_cache, method):
+    res = Results.load(_run(tmp_path, synth_cache, f"method={method}", "sequence.tasks=[depth,normal]",
+                            "train.max_steps=2", "eval.gallery_samples=0"))
+    assert len(res.phases) == 2 and set(res.phases[1]["metrics"]) == {"depth", "normal"}
+    log = next((tmp_path / "runs").rglob("phase_1/metrics.csv")).read_text()
+    expected = {"ewc": "ewc/penalty", "si": "si/penalty", "mas": "mas/penalty", "er": "er/replay_loss",
+                "lwf": "lwf/depth", "had_faithful": "had/depth/db", "finetune": "loss/normal"}[method]
+    assert expected in log
+
+
+def test_augment_and_channels_last_run(tmp_path, synth_cache):
+    res = Results.load(_run(tmp_path, synth_cache, "method=had", "data.augment=true", "train.channels_last=true",
+                            "sequence.tasks=[semantic,normal]", "train.max_steps=2", "eval.gallery_samples=0"))
+    assert len(res.phases) == 2
+
+
+def test_missing_dataset_fails_before_anything_is_written(tmp_path):
+    code = main(["run", "seq=nyu_s2", f"data.root={tmp_path / 'nowhere'}", f"run.out_dir={tmp_path / 'runs'}"])
+    assert code == 2 and not (tmp_path / "runs").exists()
+
+
+def test_pretrained_offline_error_is_clear(monkeypatch):
+    import timm
+
+    from lhl.models.backbone import Backbone
+
+    def offline(*a, **k):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load this file")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="model.pretrained=true.*offline.*model.pretrained=false"):
+        Backbone("resnet18", pretrained=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_bf16_channels_last_augmented_run(tmp_path, synth_cache):
+    res = Results.load(_run(tmp_path, synth_cache, "method=had", "train.accelerator=gpu", "train.precision=bf16-mixed",
+                            "train.channels_last=true", "data.augment=true", "eval.gallery_samples=0"))
+    assert len(res.phases) == 3

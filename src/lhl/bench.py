@@ -44,7 +44,7 @@ def _batch(tasks, b: int, h: int, w: int, device) -> Dict[str, torch.Tensor]:
 
 def _module(method_name: str, tasks, current: str, args, device) -> LifelongModule:
     torch.manual_seed(0)
-    net = MultiHeadPredictor(backbone=args.backbone, head_width=args.head_width)
+    net = MultiHeadPredictor(backbone=args.backbone, head_width=args.head_width, aspp_rates=args.aspp_rates)
     specs = {}
     for name, kind, ch in tasks:
         specs[name] = build_task(kind, name, ch)
@@ -132,14 +132,15 @@ def cli(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="lhl bench", description=__doc__.splitlines()[0])
     cuda = torch.cuda.is_available()
     p.add_argument("--device", default="cuda" if cuda else "cpu")
-    p.add_argument("--batch", type=int, default=64 if cuda else 8)
+    p.add_argument("--batch", type=int, default=64 if cuda else 16)
     p.add_argument("--height", type=int, default=288 if cuda else 96)
     p.add_argument("--width", type=int, default=384 if cuda else 128)
     p.add_argument("--backbone", default="resnet18")
     p.add_argument("--head-width", type=int, default=256 if cuda else 64)
+    p.add_argument("--aspp-rates", nargs=3, type=int, default=[12, 24, 36] if cuda else [2, 4, 6])
     p.add_argument("--precision", default="bf16-mixed" if cuda else "32-true")
     p.add_argument("--channels-last", action="store_true", default=cuda)
-    p.add_argument("--steps", type=int, default=20 if cuda else 6)
+    p.add_argument("--steps", type=int, default=20 if cuda else 8)
     p.add_argument("--warmup", type=int, default=5 if cuda else 2)
     p.add_argument("--methods", nargs="+", default=["finetune", "lwf", "had"])
     p.add_argument("--old-heads", nargs="*", type=int, default=[1, 2, 4, 8])

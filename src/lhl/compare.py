@@ -14,7 +14,7 @@ from lhl.config import ConfigError, load_config
 from lhl.io import atomic_write_json, atomic_write_text
 from lhl.plots import plot_compare
 from lhl.results import compare
-from lhl.runner import run, run_dir_of
+from lhl.runner import run
 
 
 def _words(value: str) -> List[str]:

@@ -49,8 +49,10 @@ class LifelongModule(pl.LightningModule):
             {t: network.specs[t].metric(eval_reduction) for t in self.eval_tasks}
         )
         self.last_eval: Dict[str, Dict[str, float]] = {}
+        object.__setattr__(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
         self.global_step_offset = 0
         object.__setattr__(self, "_teacher", None)
+        object.__setattr__(self, "_teacher_fn", None)
 
     # --- the teacher --------------------------------------------------------------------------
     @property
@@ -59,6 +61,7 @@ class LifelongModule(pl.LightningModule):
 
     def set_teacher(self, teacher: Optional[MultiHeadPredictor]) -> None:
         object.__setattr__(self, "_teacher", teacher)
+        object.__setattr__(self, "_teacher_fn", teacher)
 
     def needs_teacher(self) -> bool:
         return bool(self.old) and self.method.uses_teacher
@@ -70,6 +73,12 @@ class LifelongModule(pl.LightningModule):
             self._teacher.to(self.device)
             self._teacher.eval()
             self._check_teacher_identical()
+            if self.train_cfg.channels_last:
+                self._teacher.to(memory_format=torch.channels_last)
+            object.__setattr__(
+                self, "_teacher_fn",
+                torch.compile(self._teacher) if self.train_cfg.compile else self._teacher,
+            )
         self.method.on_phase_start(self.phase, self.network)
 
     def _check_teacher_identical(self) -> None:
@@ -90,11 +99,11 @@ class LifelongModule(pl.LightningModule):
         self.method.observe(batch, self.phase)
         images = batch["image"]
         heads = list(self.phase.tasks) + (self.old if self.method.uses_teacher else [])
-        student = self.network(images, heads)
+        student = self._student_fn(images, heads)
         teacher = None
         if self.needs_teacher():
             with torch.no_grad():
-                teacher = self._teacher(images, self.old)
+                teacher = self._teacher_fn(images, self.old)
         loss, logs = self.method.training_loss(student, teacher, batch, list(self.phase.tasks), self.old)
         extra, extra_logs = self.method.extra_loss(self.network, batch, self.phase)
         if extra is not None:

@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.config import to_yaml
-from lhl.data.datamodule import LifelongDataModule, task_info
+from lhl.data.datamodule import LifelongDataModule, build_dataset, task_info
 from lhl.data.sequence import Sequence
 from lhl.io import atomic_write_text
 from lhl.loggers import build_logger
@@ -100,17 +100,11 @@ class PhaseRunner:
     def _results(self) -> Results:
         if (self.run_dir / "results.json").is_file() and self.cfg.run.resume:
             return Results.load(self.run_dir)
-        meta = {
-            "sequence": self.sequence.name,
-            "dataset": self.sequence.dataset,
-            "method": self.cfg.method.name,
-            "seed": int(self.cfg.run.seed),
-            "tasks": self.sequence.tasks,
-            "directions": {t: dict(s.metric_directions) for t, s in self.specs.items()},
-            "main_metric": {t: s.main_metric for t, s in self.specs.items()},
-            "eval_reduction": self.cfg.eval.reduction,
-        }
-        return Results(meta=meta)
+        return Results.from_specs(
+            [self.specs[t] for t in self.sequence.tasks], dataset=self.sequence.dataset,
+            sequence=self.sequence.name, method=self.cfg.method.name, seed=int(self.cfg.run.seed),
+            eval_reduction=self.cfg.eval.reduction,
+        )
 
     def _phase_dir(self, phase: Phase) -> Path:
         return self.run_dir / f"phase_{phase.index}"
@@ -124,13 +118,16 @@ class PhaseRunner:
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> Path:
         cfg = self.cfg
+        dm = LifelongDataModule(cfg.data, self.sequence.tasks, seed=int(cfg.run.seed))
+        if pl.utilities.rank_zero_only.rank == 0:
+            dm.prepare_data()
+        build_dataset(cfg.data, "val", self.sequence.tasks[:1])  # a missing dataset fails here, at once
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _check_same_run(self.run_dir, cfg)
         if pl.utilities.rank_zero_only.rank == 0:
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         results = self._results()
         done = {int(p["phase"]) for p in results.phases}
-        dm = LifelongDataModule(cfg.data, self.sequence.tasks, seed=int(cfg.run.seed))
         network: Optional[MultiHeadPredictor] = None
         step_offset = 0
         for phase in self.plan:
@@ -146,6 +143,8 @@ class PhaseRunner:
                 results.add_phase(phase.index, list(phase.tasks), metrics)
                 results.save(self.run_dir)
                 self._plots(results, module, dm, phase)
+                if hasattr(self.logger, "log_phase"):
+                    self.logger.log_phase(results, phase.index)
                 self._print_phase(phase, metrics)
         if self.logger is not None and hasattr(self.logger, "finalize_run"):
             self.logger.finalize_run(results)
@@ -183,6 +182,16 @@ class PhaseRunner:
             network, self.method, phase, old, eval_tasks, cfg.train, cfg.eval.reduction
         )
         module.global_step_offset = step_offset
+        dm.channels_last = bool(cfg.train.channels_last)
+        dm.augment = None
+        if cfg.data.augment:
+            from lhl.data.augment import DenseAugment
+            from lhl.data.sources import DATASETS
+
+            x_channel = getattr(DATASETS.get(cfg.data.dataset), "NORMAL_X_CHANNEL", 2)
+            dm.augment = DenseAugment(
+                {t: self.specs[t].kind for t in phase.tasks}, normal_x_channel=x_channel
+            )
         self.logger = build_logger(cfg, self.run_dir, phase.index, self.logger)
         pdir = self._phase_dir(phase)
         pdir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +239,7 @@ class PhaseRunner:
         """The phase checkpoint, written once and atomically (temp name, then rename)."""
         final = self._phase_dir(phase) / "phase.ckpt"
         tmp = final.with_name(final.name + ".tmp")
-        trainer.save_checkpoint(str(tmp))
+        trainer.save_checkpoint(str(tmp), weights_only=True)  # Adam restarts every phase anyway
         trainer.strategy.barrier()
         if trainer.is_global_zero:
             os.replace(tmp, final)

@@ -61,6 +61,8 @@ class LifelongDataModule(pl.LightningDataModule):
         self.phase: Optional[Phase] = None
         self.eval_tasks: List[str] = []
         self._train_full: Dict[tuple, Dataset] = {}
+        self.augment = None  # a callable applied on the device to training batches (DenseAugment)
+        self.channels_last = False
         self._slices = None
 
     def prepare_data(self) -> None:
@@ -118,6 +120,14 @@ class LifelongDataModule(pl.LightningDataModule):
             ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
             sampler=sampler, drop_last=False, **self._loader_kwargs(),
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):
+        """GPU-side augmentation of training batches; channels_last images when asked."""
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            batch = self.augment(batch)
+        if self.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
+        return batch
 
     def _loader_kwargs(self) -> dict:
         workers = int(self.cfg.num_workers)

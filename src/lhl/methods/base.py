@@ -8,10 +8,9 @@ batch, and logs every term the method returns.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from lhl.tasks.base import TaskSpec

@@ -56,12 +56,13 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from torch import Tensor
 
 from lhl.losses.had_terms import MENDS, HADConfig, had_term
-from lhl.methods.base import Method, MethodOptions
+from lhl.methods._distillation import PseudoLabelDistillation
+from lhl.methods.base import MethodOptions
 from lhl.registry import METHODS
 
 
@@ -74,10 +75,10 @@ def _check_number(name: str, value, low: Optional[float] = None, high: Optional[
 
 
 @METHODS.register("had")
-class HAD(Method):
+class HAD(PseudoLabelDistillation):
     """HAD's distillation on every old task; see the module docstring for modes and mends."""
 
-    uses_teacher = True
+    log_prefix = "had"
 
     @dataclass
     class Options(MethodOptions):
@@ -134,25 +135,5 @@ class HAD(Method):
         super().__init__(options, tasks)
         self.config = options.config()
 
-    def training_loss(
-        self,
-        student: Dict[str, Tensor],
-        teacher: Optional[Dict[str, Tensor]],
-        batch: Dict[str, Tensor],
-        current: List[str],
-        old: List[str],
-    ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        total, logs = self.current_loss(student, batch, current)
-        if teacher is None or not old:
-            return total, logs
-        distill = total.new_zeros(())
-        for name in old:
-            task = self.tasks[name]
-            term, parts = had_term(task.kind, student[name], task.pseudo_label(teacher[name]), self.config)
-            logs[f"had/{name}"] = term.detach()
-            for key, value in parts.items():
-                logs[f"had/{name}/{key}"] = value
-            distill = distill + term
-        logs["loss/had"] = distill.detach()
-        return total + self.opts.new * distill, logs
-
+    def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+        return had_term(self.tasks[name].kind, student, pseudo, self.config)

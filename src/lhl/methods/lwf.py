@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Tuple
 
 from torch import Tensor
 
-from lhl.methods.base import Method, MethodOptions
+from lhl.methods._distillation import PseudoLabelDistillation
+from lhl.methods.base import MethodOptions
 from lhl.registry import METHODS
 
 
 @METHODS.register("lwf")
-class LwF(Method):
+class LwF(PseudoLabelDistillation):
     """L = L_new + new * sum_k task_k.loss(student_k, pseudo_label(teacher_k)); logs `lwf/<task>`."""
 
-    uses_teacher = True
+    log_prefix = "lwf"
 
     @dataclass
     class Options(MethodOptions):
@@ -26,21 +27,5 @@ class LwF(Method):
             if isinstance(self.new, bool) or not isinstance(self.new, numbers.Real) or self.new < 0:
                 raise ValueError(f"method.new must be a number >= 0, got {self.new!r}")
 
-    def training_loss(
-        self,
-        student: Dict[str, Tensor],
-        teacher: Optional[Dict[str, Tensor]],
-        batch: Dict[str, Tensor],
-        current: List[str],
-        old: List[str],
-    ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        total, logs = self.current_loss(student, batch, current)
-        if teacher is None or not old:
-            return total, logs
-        distill = total.new_zeros(())
-        for name in old:
-            task = self.tasks[name]
-            term = task.loss(student[name], task.pseudo_label(teacher[name]))
-            logs[f"lwf/{name}"] = term.detach()
-            distill = distill + term
-        return total + self.opts.new * distill, logs
+    def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+        return self.tasks[name].loss(student, pseudo), {}

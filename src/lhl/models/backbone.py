@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import timm
-import torch
 from torch import Tensor, nn
 
 _CNN_STRIDE_FAMILIES = ("resnet", "resnext", "wide_resnet", "regnet", "mobilenet", "efficientnet")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Dict, Tuple
 
 import numpy as np
-import torch
 from torch import Tensor
 
 

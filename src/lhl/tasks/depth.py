@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from lhl.registry import TASKS
