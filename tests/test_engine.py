@@ -130,3 +130,66 @@ def test_unknown_method_option_is_named():
     cls = METHODS.get("lwf")
     with pytest.raises(KeyError, match="method.neww"):
         options_from_dict(cls.Options, {"neww": 1}, "config")
+
+
+def test_paper_preset_is_the_release_protocol():
+    cfg = load_config([], ["seq=nyu_s1_paper", "method=had_faithful"])
+    assert list(cfg.sequence.tasks) == ["semantic", "depth", "normal"]
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs) == ("adam", 1e-4, 1e-5, 20)
+    assert (cfg.data.batch_size, cfg.data.shuffle, cfg.data.drop_last, cfg.run.seed) == (64, False, True, 4)
+    assert (cfg.model.backbone, cfg.model.output_stride, cfg.model.head_width) == ("resnet18", 8, 256)
+    assert list(cfg.model.aspp_rates) == [12, 24, 36] and cfg.model.dropout == 0.5
+    assert cfg.method.mode == "faithful" and cfg.method.new == 3.0 and cfg.eval.reduction == "mtan"
+
+
+def test_sequences_of_the_issue_exist():
+    expect = {
+        "nyu_s1": ["semantic", "depth", "normal"], "nyu_s2": ["normal", "depth", "semantic"],
+        "nyu_s1_shuffled": ["semantic", "depth", "normal"], "nyu_s2_shuffled": ["normal", "depth", "semantic"],
+        "cityscapes_s1": ["semantic", "depth"], "cityscapes_s2": ["depth", "semantic"],
+        "cityscapes19_s1": ["semantic", "depth"], "synthetic_s1": ["semantic", "depth", "normal"],
+        "taskonomy_s1": ["semantic", "depth", "normal", "edge", "keypoints"],
+    }
+    for name, tasks in expect.items():
+        cfg = load_config([], [f"seq={name}"])
+        assert list(cfg.sequence.tasks) == tasks, name
+    assert load_config([], ["seq=nyu_s1_shuffled"]).data.shuffle_split
+    assert load_config([], ["seq=cityscapes_s1"]).data.options.classes == 7
+    assert load_config([], ["seq=cityscapes19_s1"]).data.options.classes == 19
+
+
+def test_heads_are_added_across_phases_and_optimised():
+    net, specs = tiny_net()
+    method = METHODS.get("finetune")(None, specs)
+    train_cfg = OmegaConf.structured(Config).train
+    for i, name in enumerate(["semantic", "depth"]):
+        net.add_head(specs[name])
+        mod = LifelongModule(net, method, Phase(i, [name], i), [], [name], train_cfg)
+        opt_ids = {id(p) for g in mod.configure_optimizers().param_groups for p in g["params"]}
+        assert {id(p) for p in net.heads[name].parameters()} <= opt_ids
+        assert {id(p) for p in net.backbone.parameters()} <= opt_ids
+    assert net.task_names == ["semantic", "depth"]
+
+
+def test_teacher_stays_frozen_in_eval_during_fit():
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    net, specs = tiny_net()
+    for s in specs.values():
+        net.add_head(s)
+    method = METHODS.get("had")(METHODS.get("had").Options(), specs)
+    mod = LifelongModule(net, method, Phase(1, ["depth"], 1), ["semantic"], ["depth"], OmegaConf.structured(Config).train)
+    seen = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            t = pl_module.teacher
+            seen.append((t.training, any(p.requires_grad for p in t.parameters()),
+                         any(m.training for m in t.modules()), pl_module.network.training))
+
+    data = [{"image": torch.rand(3, 32, 32), "depth": torch.rand(1, 32, 32) + 0.5} for _ in range(6)]
+    trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Probe()])
+    trainer.fit(mod, DataLoader(data, batch_size=2))
+    assert seen and all(s == (False, False, False, True) for s in seen)

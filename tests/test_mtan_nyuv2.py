@@ -106,3 +106,28 @@ def test_documented_normal_convention_matches_a_real_frame():
     table_top = np.median(n[380:430, 170:200].reshape(-1, 3), 0)
     left_door = np.median(n[100:250, 60:140].reshape(-1, 3), 0)
     assert wall[0] < -0.85 and table_top[1] < -0.85 and left_door[2] > 0.85
+
+
+def test_corrupt_file_and_wrong_shape_are_clear_errors(tmp_path):
+    import numpy as np
+    import pytest
+
+    from lhl.data.sources.nyuv2 import NYUv2
+
+    root = tmp_path / "nyu"
+    for sub, arr in [("image", np.zeros((4, 6, 3), np.float32)), ("label", np.zeros((4, 6), np.float32)),
+                     ("depth", np.ones((4, 6, 1), np.float32)), ("normal", np.zeros((4, 6, 3), np.float32))]:
+        (root / "val" / sub).mkdir(parents=True)
+        for i in range(2):
+            np.save(root / "val" / sub / f"{i}.npy", arr)
+    (root / "val" / "depth" / "1.npy").write_bytes(b"not a numpy file")
+    np.save(root / "val" / "normal" / "0.npy", np.zeros((4, 6, 2), np.float32))
+    np.save(root / "val" / "label" / "0.npy", np.zeros((5, 6), np.float32))
+    ds = NYUv2(root=root, split="val", tasks=["depth"])
+    with pytest.raises(ValueError, match=r"depth/1\.npy.*corrupt.*re-convert"):
+        ds[1]
+    with pytest.raises(ValueError, match=r"normal/0\.npy has shape \(4, 6, 2\).*normal field"):
+        NYUv2(root=root, split="val", tasks=["normal"])[0]
+    with pytest.raises(ValueError, match=r"label/0\.npy has shape \(5, 6\).*H, W = \(4, 6\)"):
+        NYUv2(root=root, split="val", tasks=["semantic"])[0]
+    assert ds[0]["depth"].shape == (1, 4, 6)

@@ -86,7 +86,7 @@ class LifelongModule(pl.LightningModule):
         if self.trainer is None or self.trainer.world_size == 1:
             return
         with torch.no_grad():
-            local = torch.stack([p.double().sum() for p in self._teacher.parameters()]).sum()
+            local = torch.stack([p.float().sum() for p in self._teacher.parameters()]).sum()
         sums = self.all_gather(local)
         if not torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=1e-6):
             raise RuntimeError(

@@ -53,6 +53,8 @@ def _normal(a: np.ndarray) -> np.ndarray:
 
 
 _CONVERT = {"semantic": _semantic, "depth": _depth, "normal": _normal}
+#: channels of the last axis each field must have (None: any; a 2-D array counts as one)
+_CHANNELS = {"image": 3, "semantic": 1, "depth": 1, "normal": 3}
 
 
 class MTANNpyDataset(Dataset):
@@ -111,10 +113,33 @@ class MTANNpyDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _load(self, path: Path, kind: str, hw=None) -> np.ndarray:
+        """One file, checked: unreadable files and wrong shapes name the file, field and fix."""
+        try:
+            a = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(
+                f"{self.dataset_name}: cannot read {path} ({err}); the file is corrupt or not a "
+                ".npy array: re-convert or re-copy it"
+            ) from None
+        want = _CHANNELS[kind]
+        channels = 1 if a.ndim == 2 else (a.shape[-1] if a.ndim == 3 else None)
+        if channels is None or (want is not None and channels != want) or (hw and a.shape[:2] != hw):
+            expect = f"(H, W{', ' + str(want) if want and want > 1 else ''})"
+            raise ValueError(
+                f"{self.dataset_name}: {path} has shape {a.shape}, expected {expect}"
+                f"{' with H, W = ' + str(hw) if hw else ''} for the {kind} field; fix: re-convert "
+                "the dataset into the MTAN layout (lhl data convert-...)"
+            )
+        return a
+
     def __getitem__(self, item: int) -> dict:
         i = self.indices[item]
         name = f"{i}.npy"
-        sample = {"image": torch.from_numpy(_image(np.load(self.dirs["image"] / name))), "index": i}
+        image = self._load(self.dirs["image"] / name, "image")
+        sample = {"image": torch.from_numpy(_image(image)), "index": i}
         for task in self.tasks:
-            sample[task] = torch.from_numpy(_CONVERT[self.kinds[task]](np.load(self.dirs[task] / name)))
+            kind = self.kinds[task]
+            a = self._load(self.dirs[task] / name, kind, image.shape[:2])
+            sample[task] = torch.from_numpy(_CONVERT[kind](a))
         return sample
