@@ -9,13 +9,13 @@ STAMP  := $(VENV)/.installed
 
 SEQ     ?= synthetic_s1
 METHOD  ?= had
-SEED    ?= 0
+SEED    ?=
 GPUS    ?=
 NODES   ?=
 LOGGER  ?=
 ARGS    ?=
 METHODS ?= finetune lwf had joint
-SEEDS   ?= 0
+SEEDS   ?=
 REF     ?=
 KD      ?= all
 TEACHER ?= deeplabv3_resnet18
@@ -25,7 +25,7 @@ TIME    ?= 24:00:00
 PARTITION ?=
 
 opt = $(if $(2),$(1)=$(2))
-RUN_OPTS = seq=$(SEQ) method=$(METHOD) seed=$(SEED) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
+RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
 
 .PHONY: install experiment compare report distill bench slurm test clean-runs help
 
@@ -45,7 +45,7 @@ experiment: install
 	$(BIN)/lhl run $(RUN_OPTS) $(ARGS)
 
 compare: install
-	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" seeds="$(SEEDS)" $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
 
 distill: install
 	$(BIN)/lhl distill --kd $(KD) --teacher $(TEACHER) --student $(STUDENT) --data $(DATA) $(ARGS)
@@ -54,7 +54,7 @@ bench: install
 	$(BIN)/lhl bench $(ARGS)
 
 slurm: install
-	$(BIN)/lhl slurm seq=$(SEQ) method=$(METHOD) seed=$(SEED) gpus=$(or $(GPUS),1) nodes=$(or $(NODES),1) time=$(TIME) $(call opt,partition,$(PARTITION)) $(ARGS)
+	$(BIN)/lhl slurm seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) gpus=$(or $(GPUS),1) nodes=$(or $(NODES),1) time=$(TIME) $(call opt,partition,$(PARTITION)) $(ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q $(ARGS)

@@ -24,9 +24,9 @@ from lhl.tasks import build_task
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 
 
-def _overrides(tmp_path, cache, **extra):
+def _overrides(tmp_path, cache, method, **extra):
     return tiny_overrides(
-        tmp_path, cache, **{"sequence.tasks": "[semantic,depth]", "method": "lwf", "train.max_steps": 2,
+        tmp_path, cache, **{"sequence.tasks": "[semantic,depth]", "method": method, "train.max_steps": 2,
                             "data.shuffle": "false", "eval.gallery_samples": 0, "train.lr": 1e-4, **extra}
     )
 
@@ -51,12 +51,13 @@ def _eval_single(cfg, run_dir, phase_index, tasks):
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache):
+@pytest.mark.parametrize("method", ["lwf", "ewc"])
+def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache, method):
     # make the synthetic set once, before the ranks start
-    single_cfg = load_config([], _overrides(tmp_path / "single", synth_cache, **{"data.batch_size": 8}))
+    single_cfg = load_config([], _overrides(tmp_path / "single", synth_cache, method, **{"data.batch_size": 8}))
     single = Results.load(run(single_cfg))
 
-    ddp_args = _overrides(tmp_path / "ddp", synth_cache, **{
+    ddp_args = _overrides(tmp_path / "ddp", synth_cache, method, **{
         "data.batch_size": 4, "train.devices": 2, "train.strategy": "ddp",
     })
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -67,7 +68,7 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cfg = load_config([], ddp_args)
-    run_dir = tmp_path / "ddp" / "runs" / "synthetic_s1" / "lwf" / "seed0"
+    run_dir = tmp_path / "ddp" / "runs" / "synthetic_s1" / method / "seed0"
     ddp = Results.load(run_dir)
     assert [p["phase"] for p in ddp.phases] == [0, 1]
     assert sorted(p.name for p in run_dir.glob("phase_*/*.ckpt*")) == ["phase.ckpt", "phase.ckpt"]

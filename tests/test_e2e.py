@@ -117,3 +117,16 @@ def test_gpu_bf16_channels_last_augmented_run(tmp_path, synth_cache):
     res = Results.load(_run(tmp_path, synth_cache, "method=had", "train.accelerator=gpu", "train.precision=bf16-mixed",
                             "train.channels_last=true", "data.augment=true", "eval.gallery_samples=0"))
     assert len(res.phases) == 3
+
+
+def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_path, synth_cache):
+    from lhl.runner import run_dir_of
+
+    first = _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
+                 "eval.gallery_samples=0")
+    with pytest.raises(ValueError, match="model.head_width=8, not 16"):
+        _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "model.head_width=16")
+    assert (first / "config.yaml").read_text().count("head_width: 8") == 1
+    a = run_dir_of(load_config([], ["method=had"]))
+    b = run_dir_of(load_config([], ["method=had_faithful"]))
+    assert a != b and b.parts[-2] == "had_faithful"

@@ -137,7 +137,7 @@ def test_paper_preset_is_the_release_protocol():
     assert list(cfg.sequence.tasks) == ["semantic", "depth", "normal"]
     assert (cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay, cfg.train.epochs) == ("adam", 1e-4, 1e-5, 20)
     assert (cfg.data.batch_size, cfg.data.shuffle, cfg.data.drop_last, cfg.run.seed) == (64, False, True, 4)
-    assert (cfg.model.backbone, cfg.model.output_stride, cfg.model.head_width) == ("resnet18", 8, 256)
+    assert (cfg.model.backbone, cfg.model.output_stride, cfg.model.head_width) == ("resnet18.tv_in1k", 8, 256)
     assert list(cfg.model.aspp_rates) == [12, 24, 36] and cfg.model.dropout == 0.5
     assert cfg.method.mode == "faithful" and cfg.method.new == 3.0 and cfg.eval.reduction == "mtan"
 

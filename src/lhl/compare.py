@@ -22,7 +22,7 @@ def _words(value: str) -> List[str]:
 
 
 def cli(argv: List[str]) -> int:
-    seq, methods, seeds, ref, rest = None, [], ["0"], None, []
+    seq, methods, seeds, ref, rest = None, [], [None], None, []  # no seeds=: the preset's run.seed
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "seq":
@@ -43,8 +43,9 @@ def cli(argv: List[str]) -> int:
     out_dir = None
     for method in methods:
         for seed in seeds:
-            cfg = load_config([], [f"seq={seq}", f"method={method}", f"seed={seed}", *rest])
-            print(f"\n##### compare: {seq} / {method} / seed {seed}", flush=True)
+            seed_arg = [f"seed={seed}"] if seed is not None else []
+            cfg = load_config([], [f"seq={seq}", f"method={method}", *seed_arg, *rest])
+            print(f"\n##### compare: {seq} / {method} / seed {cfg.run.seed}", flush=True)
             runs.setdefault(method, []).append(run(cfg))
             out_dir = Path(cfg.run.out_dir) / seq / "compare"
     ref_dirs = runs.get(ref) if ref else None

@@ -22,6 +22,7 @@ class RunConfig:
     out_dir: str = "runs"
     seed: int = 0
     resume: bool = True  # re-running on an existing run folder continues after its last phase
+    method_tag: Optional[str] = None  # the method preset's name (had_faithful); default method.name
 
 
 @dataclass
@@ -199,6 +200,8 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
             cfg.method = inline["method"]
     if seq and not any("sequence.name" in p for p in plain):
         cfg.sequence.name = seq
+    if method:
+        cfg.run.method_tag = method
     try:
         dot = OmegaConf.from_dotlist(plain)
     except Exception as err:
@@ -224,6 +227,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"sequence.tasks={list(cfg.sequence.tasks)}: a task appears twice")
     if cfg.train.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"train.optimizer={cfg.train.optimizer!r}: use adam, adamw or sgd")
+
+
+def method_tag(cfg: DictConfig) -> str:
+    """How runs of this method are named (folders, W&B groups): the preset name, else method.name."""
+    return cfg.run.method_tag or cfg.method.name
 
 
 def to_yaml(cfg: DictConfig) -> str:

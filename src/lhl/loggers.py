@@ -10,6 +10,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from lhl.config import method_tag
+
 
 def wandb_offline_default() -> bool:
     """Offline unless an API key is configured (env var or ~/.netrc entry)."""
@@ -36,10 +38,10 @@ def build_logger(cfg: DictConfig, run_dir: Path, phase: int, previous=None):
     from lhl.wandb_logger import SequenceWandbLogger
 
     offline = cfg.logger.offline if cfg.logger.offline is not None else wandb_offline_default()
-    group = cfg.logger.group or f"{cfg.sequence.name}/{cfg.method.name}"
+    group = cfg.logger.group or f"{cfg.sequence.name}/{method_tag(cfg)}"
     return SequenceWandbLogger(
         project=cfg.logger.project, entity=cfg.logger.entity, group=group,
-        name=f"{cfg.sequence.name}-{cfg.method.name}-seed{cfg.run.seed}",
+        name=f"{cfg.sequence.name}-{method_tag(cfg)}-seed{cfg.run.seed}",
         save_dir=str(run_dir), offline=offline,
         config=OmegaConf.to_container(cfg, resolve=True),
     )

@@ -125,6 +125,13 @@ class LifelongModule(pl.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         self.method.after_optimizer_step(self.network)
 
+    def on_train_end(self) -> None:
+        """End-of-phase estimates (Fisher, importances) on the training device, before teardown
+        moves the network to the CPU, with the phase's own (sharded) train loader."""
+        dm = self.trainer.datamodule
+        loader = dm.train_dataloader() if dm is not None else self.trainer.train_dataloader
+        self.method.on_phase_end(self.phase, self.network, loader)
+
     def configure_optimizers(self):
         params = [p for p in self.network.parameters() if p.requires_grad]
         cfg = self.train_cfg
@@ -157,6 +164,7 @@ class LifelongModule(pl.LightningModule):
             "teacher_heads": [] if self._teacher is None else list(self._teacher.heads.keys()),
             "method_state": self.method.state_dict(),
             "phase": self.phase.index,
+            "global_step": self.global_step_offset,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

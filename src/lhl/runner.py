@@ -18,8 +18,8 @@ import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from lhl.config import to_yaml
-from lhl.data.datamodule import LifelongDataModule, build_dataset, task_info
+from lhl.config import method_tag, to_yaml
+from lhl.data.datamodule import LifelongDataModule, build_dataset, phase_seed, task_info
 from lhl.data.sequence import Sequence
 from lhl.io import atomic_write_text
 from lhl.loggers import build_logger
@@ -34,7 +34,7 @@ log = logging.getLogger("lhl")
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
-    name = cfg.run.name or f"{cfg.sequence.name}/{cfg.method.name}/seed{cfg.run.seed}"
+    name = cfg.run.name or f"{cfg.sequence.name}/{method_tag(cfg)}/seed{cfg.run.seed}"
     return Path(cfg.run.out_dir) / name
 
 
@@ -43,7 +43,8 @@ def build_method(cfg: DictConfig, specs) -> Method:
     opts = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "name"}
     if "seed" in {f.name for f in dataclasses.fields(cls.Options)}:
         opts.setdefault("seed", int(cfg.run.seed))  # e.g. ER's reservoir stream follows the run seed
-    return cls(options_from_dict(cls.Options, opts, "config"), specs)
+    where = f"method '{method_tag(cfg)}' (experiments/method/{method_tag(cfg)}.yaml or the command line)"
+    return cls(options_from_dict(cls.Options, opts, where), specs)
 
 
 def build_network(cfg: DictConfig) -> MultiHeadPredictor:
@@ -57,23 +58,39 @@ def build_network(cfg: DictConfig) -> MultiHeadPredictor:
     return net
 
 
+#: keys that may change between a run and its resumption (hardware, logging, progress display)
+RESUMABLE_CHANGES = (
+    "run.resume", "logger", "train.progress_bar", "train.log_every_n_steps", "data.num_workers",
+    "data.eval_batch_size", "train.devices", "train.num_nodes", "train.strategy", "train.accelerator",
+    "train.precision", "train.compile", "train.channels_last", "eval.gallery_samples",
+)
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k not in ("options", "method"):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def _check_same_run(run_dir: Path, cfg: DictConfig) -> None:
-    """Refuse to continue a run folder made by a different protocol."""
+    """Refuse to continue a run folder made with settings that change the results."""
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
-    old = OmegaConf.load(path)
-    for key in ("sequence.tasks", "method", "data.dataset", "run.seed", "model.backbone"):
-        a, b = OmegaConf.select(old, key), OmegaConf.select(cfg, key)
-        if _plain(a) != _plain(b):
-            raise ValueError(
-                f"{path}: this run folder was made with {key}={_plain(a)}, not {_plain(b)}. "
-                "Use another run.name / run.out_dir, or delete the folder to start over."
-            )
-
-
-def _plain(x):
-    return OmegaConf.to_container(x, resolve=True) if OmegaConf.is_config(x) else x
+    old = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    for key in sorted(set(old) | set(new)):
+        if key.startswith(RESUMABLE_CHANGES) or old.get(key) == new.get(key):
+            continue
+        raise ValueError(
+            f"{path}: this run folder was made with {key}={old.get(key)!r}, not {new.get(key)!r}. "
+            "Use another run.name / run.out_dir, set the old value, or delete the folder to start over."
+        )
 
 
 def _progress(cfg: DictConfig):
@@ -124,19 +141,20 @@ class PhaseRunner:
         build_dataset(cfg.data, "val", self.sequence.tasks[:1])  # a missing dataset fails here, at once
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _check_same_run(self.run_dir, cfg)
-        if pl.utilities.rank_zero_only.rank == 0:
-            atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
+        if pl.utilities.rank_zero_only.rank == 0 and not (self.run_dir / "config.yaml").is_file():
+            atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))  # the first run's settings
         results = self._results()
         done = {int(p["phase"]) for p in results.phases}
         network: Optional[MultiHeadPredictor] = None
-        step_offset = 0
+        self.step_offset = 0
         for phase in self.plan:
             if phase.index in done:
                 continue
             if network is None or phase.fresh_model:
                 network = self._start_network(phase, done)
-            module, trainer = self._fit_phase(phase, network, dm, step_offset)
-            step_offset += trainer.global_step
+            module, trainer = self._fit_phase(phase, network, dm, self.step_offset)
+            self.step_offset += trainer.global_step
+            module.global_step_offset = self.step_offset
             metrics = self._evaluate(trainer, module, dm)
             self._save_phase(trainer, module, phase)
             if trainer.is_global_zero:
@@ -153,7 +171,7 @@ class PhaseRunner:
     def _start_network(self, phase: Phase, done) -> MultiHeadPredictor:
         """A new network, or the one saved after the last completed phase (resume)."""
         earlier = [p for p in self.plan if p.index < phase.index and p.index in done]
-        pl.seed_everything(int(self.cfg.run.seed), workers=True, verbose=False)
+        pl.seed_everything(phase_seed(int(self.cfg.run.seed), -1), workers=True, verbose=False)
         network = build_network(self.cfg)
         if earlier and not phase.fresh_model:
             last = earlier[-1]
@@ -166,12 +184,13 @@ class PhaseRunner:
             state = {k[len("network."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("network.")}
             network.load_state_dict(state)
             self.method.load_state_dict(info["method_state"])
+            self.step_offset = int(info.get("global_step", 0))
             log.info("resumed after phase %d from %s", last.index, self._phase_dir(last))
         return network
 
     def _fit_phase(self, phase: Phase, network, dm, step_offset):
         cfg = self.cfg
-        pl.seed_everything(int(cfg.run.seed) + phase.index, workers=True, verbose=False)
+        pl.seed_everything(phase_seed(int(cfg.run.seed), phase.index), workers=True, verbose=False)
         for t in phase.tasks:
             network.add_head(self.specs[t])
         seen = list(phase.tasks) if phase.fresh_model else self._seen(phase.index)
@@ -227,8 +246,10 @@ class PhaseRunner:
                 f" | evaluate {eval_tasks}",
                 flush=True,
             )
+        if not self.cfg.run.resume:
+            for stale in pdir.glob("hpc_ckpt_*.ckpt"):  # never feed an old SLURM checkpoint to a new run
+                stale.unlink()
         trainer.fit(module, datamodule=dm)
-        self.method.on_phase_end(phase, network, dm.train_dataloader())
         return module, trainer
 
     def _evaluate(self, trainer, module, dm) -> Dict[str, Dict[str, float]]:
@@ -263,13 +284,20 @@ class PhaseRunner:
         print(f"   after phase {phase.index + 1}: " + " | ".join(parts), flush=True)
 
 
-def _strategy(t: DictConfig):
-    """DDP lets heads idle in a phase (old heads under finetune) without erroring."""
+def _process_count(t: DictConfig) -> int:
     devices = t.devices
-    many = t.num_nodes > 1 or (isinstance(devices, int) and devices > 1) or (
-        isinstance(devices, str) and devices not in ("1", "auto")
-    )
-    if t.strategy == "auto" and many:
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        n = len(devices)
+    elif str(devices) in ("auto", "-1"):
+        n = max(torch.cuda.device_count(), 1) if t.accelerator in ("auto", "gpu", "cuda") else 1
+    else:
+        n = int(devices)
+    return n * int(t.num_nodes)
+
+
+def _strategy(t: DictConfig):
+    """DDP that lets heads idle in a phase (old heads under finetune, EWC, ER) without erroring."""
+    if t.strategy in ("auto", "ddp") and _process_count(t) > 1:
         return "ddp_find_unused_parameters_true"
     return t.strategy
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Dict, Iterator, List, Optional
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
@@ -18,6 +19,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 from lhl.data.sequence import phase_slices
 from lhl.data.sources import DATASETS
 from lhl.methods.base import Phase
+
+
+def phase_seed(seed: int, phase: int) -> int:
+    """A seed for (run seed, phase) whose streams do not overlap other runs' (unlike seed + phase)."""
+    return int(np.random.SeedSequence([int(seed), int(phase) + 1]).generate_state(1)[0])
 
 
 class ExactShardSampler(Sampler[int]):
@@ -91,7 +97,7 @@ class LifelongDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self._train_set()
         rank, world = _dist()
-        seed = self.seed + 1000 * self.phase.index
+        seed = phase_seed(self.seed, 1000 + self.phase.index)
         if len(ds) < self.cfg.batch_size * world and self.cfg.drop_last:
             raise ValueError(
                 f"data.batch_size={self.cfg.batch_size}: phase {self.phase.index} has only "
