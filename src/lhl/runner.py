@@ -9,13 +9,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.config import method_tag, to_yaml
@@ -27,6 +25,7 @@ from lhl.methods import METHODS
 from lhl.methods.base import Method, Phase, options_from_dict
 from lhl.models import MultiHeadPredictor
 from lhl.module import LifelongModule
+from lhl.progress import PhaseProgressBar
 from lhl.results import Results
 from lhl.tasks import build_task
 
@@ -91,13 +90,6 @@ def _check_same_run(run_dir: Path, cfg: DictConfig) -> None:
             f"{path}: this run folder was made with {key}={old.get(key)!r}, not {new.get(key)!r}. "
             "Use another run.name / run.out_dir, set the old value, or delete the folder to start over."
         )
-
-
-def _progress(cfg: DictConfig):
-    if not cfg.train.progress_bar:
-        return []
-    rate = 1 if sys.stdout.isatty() else 50  # piped logs (SLURM) are not flooded
-    return [TQDMProgressBar(refresh_rate=rate)]
 
 
 class PhaseRunner:
@@ -233,7 +225,7 @@ class PhaseRunner:
             gradient_clip_val=t.gradient_clip_val,
             log_every_n_steps=t.log_every_n_steps,
             logger=self.logger if self.logger is not None else False,
-            callbacks=_progress(cfg),
+            callbacks=[PhaseProgressBar(phase.index, len(self.plan), phase.tasks)] if t.progress_bar else [],
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=bool(t.progress_bar),

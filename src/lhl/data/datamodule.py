@@ -7,14 +7,15 @@ exactly, without the padding that would double-count samples.
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, List, Optional
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, Subset
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from lhl.data.sequence import phase_slices
 from lhl.data.sources import DATASETS
@@ -24,19 +25,6 @@ from lhl.methods.base import Phase
 def phase_seed(seed: int, phase: int) -> int:
     """A seed for (run seed, phase) whose streams do not overlap other runs' (unlike seed + phase)."""
     return int(np.random.SeedSequence([int(seed), int(phase) + 1]).generate_state(1)[0])
-
-
-class ExactShardSampler(Sampler[int]):
-    """Rank r sees indices r, r+W, r+2W, ...: every sample once across ranks, none padded."""
-
-    def __init__(self, n: int, rank: int, world: int):
-        self.indices = list(range(rank, n, world))
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 def _dist() -> tuple:
@@ -121,7 +109,10 @@ class LifelongDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         ds = build_dataset(self.cfg, "val", self.eval_tasks)
         rank, world = _dist()
-        sampler = ExactShardSampler(len(ds), rank, world) if world > 1 else None
+        sampler = (
+            UnrepeatedDistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
+            if world > 1 else None
+        )
         return DataLoader(
             ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
             sampler=sampler, drop_last=False, **self._loader_kwargs(),

@@ -10,10 +10,10 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from lhl.metrics import _check_reduction
 from lhl.registry import TASKS
 from lhl.tasks.base import TaskSpec
 
-REDUCTIONS = ("global", "mtan")
 
 
 class ScalarMetric(Metric):
@@ -28,11 +28,7 @@ class ScalarMetric(Metric):
 
     def __init__(self, reduction: str = "global", **kwargs):
         super().__init__(**kwargs)
-        if reduction not in REDUCTIONS:
-            raise ValueError(
-                f"ScalarMetric: reduction '{reduction}' is unknown; use one of {', '.join(REDUCTIONS)}"
-            )
-        self.reduction = reduction
+        self.reduction = _check_reduction(reduction)
         self.add_state("abs_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
