@@ -5,6 +5,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lhl.callbacks import TeacherSwap
 from lhl.config import Config, ConfigError, load_config
 from lhl.data.sequence import phase_slices
 from lhl.methods import METHODS
@@ -190,6 +191,30 @@ def test_teacher_stays_frozen_in_eval_during_fit():
 
     data = [{"image": torch.rand(3, 32, 32), "depth": torch.rand(1, 32, 32) + 0.5} for _ in range(6)]
     trainer = pl.Trainer(max_steps=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[Probe()])
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[TeacherSwap(), Probe()])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     trainer.fit(mod, DataLoader(data, batch_size=2))
     assert seen and all(s == (False, False, False, True) for s in seen)
+    # the teacher is the network as it was before the phase's first step, old heads only
+    assert list(mod.teacher.heads.keys()) == ["semantic"]
+    for k, v in mod.teacher.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    after = net.state_dict()
+    assert any(not torch.equal(after[k], before[k]) for k in mod.teacher.state_dict())  # the student moved
+
+
+def test_a_phase_with_old_tasks_refuses_to_fit_without_a_teacher():
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader
+
+    net, specs = tiny_net()
+    for s in specs.values():
+        net.add_head(s)
+    method = METHODS.get("lwf")(METHODS.get("lwf").Options(), specs)
+    mod = LifelongModule(net, method, Phase(1, ["depth"], 1), ["semantic"], ["depth"], OmegaConf.structured(Config).train)
+    data = [{"image": torch.rand(3, 32, 32), "depth": torch.rand(1, 32, 32) + 0.5} for _ in range(2)]
+    trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    with pytest.raises(RuntimeError, match="TeacherSwap"):
+        trainer.fit(mod, DataLoader(data, batch_size=2))

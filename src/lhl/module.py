@@ -1,8 +1,9 @@
 """The LightningModule of a lifelong run: student forward, teacher forward, method loss, metrics.
 
-The teacher (a frozen copy of the network taken at the phase boundary) is held outside the
-module tree: it is not in `state_dict`, the optimiser or DDP, and Lightning's `train()` never
-reaches it. It is saved and restored explicitly through the checkpoint hooks.
+The teacher (a frozen copy of the network taken at the phase boundary by the `TeacherSwap`
+callback, `lhl.callbacks`) is held outside the module tree: it is not in `state_dict`, the
+optimiser or DDP, and Lightning's `train()` never reaches it. It is saved and restored explicitly
+through the checkpoint hooks.
 """
 from __future__ import annotations
 
@@ -59,44 +60,28 @@ class LifelongModule(pl.LightningModule):
     def teacher(self) -> Optional[MultiHeadPredictor]:
         return self._teacher
 
-    def set_teacher(self, teacher: Optional[MultiHeadPredictor]) -> None:
+    def set_teacher(self, teacher: Optional[MultiHeadPredictor], compile: bool = False) -> None:
+        """Hold `teacher` outside the module tree; `compile` runs it through torch.compile as a
+        callable, so its own state_dict keys stay clean."""
         object.__setattr__(self, "_teacher", teacher)
-        object.__setattr__(self, "_teacher_fn", teacher)
+        object.__setattr__(
+            self, "_teacher_fn", torch.compile(teacher) if compile and teacher is not None else teacher
+        )
 
     def needs_teacher(self) -> bool:
         return bool(self.old) and self.method.uses_teacher
 
     def on_fit_start(self) -> None:
-        if self.needs_teacher():
-            if self._teacher is None:
-                self.set_teacher(freeze_copy(self.network, self.old))
-            self._teacher.to(self.device)
-            self._teacher.eval()
-            self._check_teacher_identical()
-            if self.train_cfg.channels_last:
-                self._teacher.to(memory_format=torch.channels_last)
-            object.__setattr__(
-                self, "_teacher_fn",
-                torch.compile(self._teacher) if self.train_cfg.compile else self._teacher,
+        """The teacher was set by the `TeacherSwap` callback (which runs first)."""
+        if self.needs_teacher() and self._teacher is None:
+            raise RuntimeError(
+                f"phase {self.phase.index} distils old tasks {self.old} but has no teacher: fit "
+                "with lhl.callbacks.TeacherSwap() among the Trainer's callbacks, or call set_teacher()"
             )
         self.method.on_phase_start(self.phase, self.network)
 
-    def _check_teacher_identical(self) -> None:
-        """Under DDP every rank must hold the same teacher: compare a checksum across ranks."""
-        if self.trainer is None or self.trainer.world_size == 1:
-            return
-        with torch.no_grad():
-            local = torch.stack([p.float().sum() for p in self._teacher.parameters()]).sum()
-        sums = self.all_gather(local)
-        if not torch.allclose(sums, sums[0].expand_as(sums), rtol=0, atol=1e-6):
-            raise RuntimeError(
-                f"the teacher differs across ranks (parameter checksums {sums.tolist()}); "
-                "use the 'ddp' strategy (not ddp_spawn) so every rank copies identical weights"
-            )
-
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
-        self.method.observe(batch, self.phase)
         images = batch["image"]
         heads = list(self.phase.tasks) + (self.old if self.method.uses_teacher else [])
         student = self._student_fn(images, heads)
@@ -109,7 +94,9 @@ class LifelongModule(pl.LightningModule):
         if extra is not None:
             loss = loss + extra
             logs.update(extra_logs)
-        if not torch.isfinite(loss):
+        # checked on logging steps only, where the logged values are read from the device anyway:
+        # a per-step check would add a host-device sync to every GPU step
+        if self.global_step % max(1, int(self.train_cfg.log_every_n_steps)) == 0 and not torch.isfinite(loss):
             terms = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
             raise FloatingPointError(
                 f"non-finite loss at phase {self.phase.index}, step {self.global_step} "
@@ -123,6 +110,9 @@ class LifelongModule(pl.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """After the optimiser step: the method sees the batch (ER stores it only now, so a batch
+        is never replayed in its own step) and the step just taken (SI's path integral)."""
+        self.method.observe(batch, self.phase)
         self.method.after_optimizer_step(self.network)
 
     def on_train_end(self) -> None:

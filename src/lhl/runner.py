@@ -16,6 +16,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lhl.callbacks import TeacherSwap
 from lhl.config import method_tag, to_yaml
 from lhl.data.datamodule import LifelongDataModule, build_dataset, phase_seed, task_info
 from lhl.data.sequence import Sequence
@@ -225,7 +226,8 @@ class PhaseRunner:
             gradient_clip_val=t.gradient_clip_val,
             log_every_n_steps=t.log_every_n_steps,
             logger=self.logger if self.logger is not None else False,
-            callbacks=[PhaseProgressBar(phase.index, len(self.plan), phase.tasks)] if t.progress_bar else [],
+            callbacks=[TeacherSwap()]
+            + ([PhaseProgressBar(phase.index, len(self.plan), phase.tasks)] if t.progress_bar else []),
             enable_checkpointing=False,
             enable_model_summary=False,
             enable_progress_bar=bool(t.progress_bar),
