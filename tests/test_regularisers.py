@@ -274,6 +274,79 @@ def test_si_omega_sums_to_loss_decrease_under_small_step_gradient_descent():
     assert decrease > 0 and abs(total - decrease) < 0.05 * decrease
 
 
+def test_si_mid_phase_state_survives_a_requeue_restore():
+    """A SLURM requeue restores the method's state, then fit starts again (on_phase_start): the
+    path integral of the steps before the requeue must not be wiped."""
+    net, tasks = tiny()
+    si = make("si", tasks)
+    phase = Phase(0, ["depth"], 0)
+    si.on_phase_start(phase, net)
+    w = net.backbone.weight
+    w.grad = torch.ones_like(w)
+    with torch.no_grad():
+        w.sub_(0.1)
+    si.after_optimizer_step(net)
+    raw = io.BytesIO()
+    torch.save(si.state_dict(), raw)
+    raw.seek(0)
+    restored = make("si", tasks)
+    restored.load_state_dict(torch.load(raw))
+    restored.on_phase_start(phase, net)
+    assert torch.allclose(restored.omega["backbone.weight"], torch.full_like(w, 0.1))
+    assert torch.allclose(restored.start["backbone.weight"], w.detach() + 0.1)
+    si.on_phase_end(phase, net, None)
+    si.on_phase_start(Phase(1, ["seg"], 1), net)  # after a finished phase: a new integral
+    assert all(float(o.abs().sum()) == 0.0 for o in si.omega.values())
+
+
+def test_si_ignores_a_step_skipped_by_the_fp16_grad_scaler():
+    net, tasks = tiny()
+    si = make("si", tasks)
+    si.on_phase_start(Phase(0, ["depth"], 0), net)
+    w = net.backbone.weight
+    w.grad = torch.full_like(w, float("inf"))  # the scaler found inf and skipped the step
+    si.after_optimizer_step(net)
+    w.grad = torch.full_like(w, 2.0)
+    with torch.no_grad():
+        w.sub_(0.1)
+    si.after_optimizer_step(net)
+    assert torch.allclose(si.omega["backbone.weight"], torch.full_like(w, 0.2))
+
+
+def _fisher_worker(rank, world, init_file, batch, out_file):
+    import torch.distributed as dist
+
+    from lhl.methods._importance import gradient_statistic
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        net, tasks = tiny()
+        ewc = make("ewc", tasks)
+        local = [{k: v[rank::world] for k, v in b.items()} for b in batch]
+        fisher = ewc.fisher(Phase(0, ["depth"], 0), net, local)
+        if rank == 0:
+            torch.save(fisher, out_file)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ewc_fisher_under_ddp_equals_the_single_process_fisher_of_the_global_batch(tmp_path):
+    """Two gloo ranks, each with half of every batch: the Fisher is the one of the global batch,
+    not a mean of per-rank squared gradients (which would scale it with the number of ranks)."""
+    import torch.multiprocessing as mp
+
+    batches = depth_batches(n=2)
+    for b in batches:  # no invalid pixels, so a local mean is exactly half of the global mean
+        b["depth"] = b["depth"] + 0.5
+    net, tasks = tiny()
+    expected = make("ewc", tasks).fisher(Phase(0, ["depth"], 0), net, batches)
+    out = tmp_path / "fisher.pt"
+    mp.spawn(_fisher_worker, args=(2, str(tmp_path / "init"), batches, str(out)), nprocs=2, join=True)
+    got = torch.load(out)
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, rtol=1e-9, atol=1e-12), name
+
+
 # --- shared -------------------------------------------------------------------------------------
 def test_quadratic_penalty_and_parameter_selection():
     net, tasks = tiny()

@@ -66,13 +66,22 @@ def estimation_mode(network: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def all_reduce_mean(stats: Named) -> Named:
-    """Average per-rank estimates under DDP so every rank holds the same importances."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        for t in stats.values():
-            dist.all_reduce(t)
-            t.div_(dist.get_world_size())
-    return stats
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def global_batch_gradients(grads: List[Optional[Tensor]], like: List[Tensor]) -> List[Tensor]:
+    """Under DDP, the gradient of the global batch's mean loss: the mean of the ranks' local
+    gradients, in one flat all-reduce. Squaring (EWC) or taking |g| (MAS) only after this keeps the
+    importances independent of how many processes share a batch."""
+    grads = [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, like)]
+    world = _world_size()
+    if world > 1:
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat.div_(world)
+        grads = [t.view_as(g) for t, g in zip(flat.split([g.numel() for g in grads]), grads)]
+    return grads
 
 
 def gradient_statistic(
@@ -86,7 +95,10 @@ def gradient_statistic(
     """Mean over batches of `transform(∂ objective(batch) / ∂θ)` for every named parameter.
 
     One gradient per batch (not per sample): on dense tasks a per-sample pass costs B backward
-    passes for little gain. Runs in `estimation_mode`; batches are moved to the parameters' device.
+    passes for little gain. Under DDP the batch is the global one (the ranks' gradients are
+    averaged before `transform`, so every rank ends with the same, world-size-independent
+    statistic; the loader must give every rank the same number of batches, as a
+    DistributedSampler does). Runs in `estimation_mode`; batches go to the parameters' device.
     """
     names = list(params)
     if not names:
@@ -99,11 +111,10 @@ def gradient_statistic(
         for batch in itertools.islice(loader, max_batches):
             value = objective(network, batch_to(batch, device))
             grads = torch.autograd.grad(value, tensors, allow_unused=True)
-            for total, g in zip(totals, grads):
-                if g is not None:
-                    total.add_(transform(g.detach()))
+            for total, g in zip(totals, global_batch_gradients(list(grads), tensors)):
+                total.add_(transform(g))
             count += 1
-    return all_reduce_mean({n: t / max(count, 1) for n, t in zip(names, totals)})
+    return {n: t / max(count, 1) for n, t in zip(names, totals)}
 
 
 class QuadraticRegulariser(Method):

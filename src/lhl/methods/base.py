@@ -78,7 +78,8 @@ class Method:
         """Called after the phase's fit with that phase's train loader (e.g. Fisher estimation)."""
 
     def observe(self, batch: Dict[str, Tensor], phase: Phase) -> None:
-        """Sees every training batch of the phase before the step (ER's reservoir sampling)."""
+        """Sees every training batch of the phase after its optimiser step (ER's reservoir
+        sampling: as in Mammoth's ER, a batch enters the buffer after the step it trained)."""
 
     def extra_loss(
         self, network: nn.Module, batch: Dict[str, Tensor], phase: Phase

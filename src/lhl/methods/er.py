@@ -4,7 +4,11 @@ Every training sample the method observes enters a reservoir (Vitter's algorithm
 whole stream of phases, so each sample seen so far is in the buffer with the same probability.
 It is stored on CPU with the labels it came with (the tasks of its phase). Each step a few stored
 samples are replayed: grouped by task, each group goes through `network(images, [task])` and its
-task's supervised loss; the buffer and the sampling stream are part of the phase checkpoint.
+task's supervised loss; the buffer and the sampling stream are part of the phase checkpoint. A
+batch enters the reservoir after its own optimiser step (as in Mammoth's ER).
+
+Under DDP each rank keeps its own reservoir of its own shard (world x buffer_size images in all)
+and the checkpoint holds rank 0's, so a multi-GPU ER run does not resume bit-exactly.
 """
 from __future__ import annotations
 
@@ -40,7 +44,8 @@ class ReservoirBuffer:
 
     Storage is dense: `images` [N, ...], per task `labels[t]` [N, ...] and a mask `has[t]` [N]
     of the slots that hold a label for t. All randomness comes from one seeded generator whose
-    state is saved, so a resumed run draws exactly the stream the uninterrupted one would.
+    state is saved, so a resumed single-device run draws exactly the stream the uninterrupted one
+    would.
     """
 
     def __init__(self, size: int, seed: int = 0):
@@ -72,8 +77,9 @@ class ReservoirBuffer:
         return slots
 
     def _allocate(self, images: Tensor, labels: Dict[str, Tensor]) -> None:
+        """CPU storage for the batch's image shape and label tasks (shapes only: no copy)."""
         if self.images is None:
-            self.images = images.new_zeros((self.size,) + tuple(images.shape[1:]))
+            self.images = torch.zeros((self.size,) + tuple(images.shape[1:]), dtype=images.dtype)
         elif self.images.shape[1:] != images.shape[1:]:
             raise ValueError(
                 f"er: images of shape {tuple(images.shape[1:])} cannot join a buffer of "
@@ -81,30 +87,33 @@ class ReservoirBuffer:
             )
         for t, y in labels.items():
             if t not in self.labels:
-                self.labels[t] = y.new_zeros((self.size,) + tuple(y.shape[1:]))
+                self.labels[t] = torch.zeros((self.size,) + tuple(y.shape[1:]), dtype=y.dtype)
                 self.has[t] = torch.zeros(self.size, dtype=torch.bool)
 
     @torch.no_grad()
     def add(self, images: Tensor, labels: Dict[str, Tensor], indices: Optional[Tensor] = None) -> None:
-        """Offer a batch to the reservoir; within a batch a later sample wins a contested slot."""
-        images = images.detach().cpu()
-        labels = {t: y.detach().cpu() for t, y in labels.items()}
+        """Offer a batch to the reservoir; within a batch a later sample wins a contested slot.
+
+        Slots are drawn first (on the CPU generator, no device sync), then only the kept rows are
+        copied to the CPU: once the buffer is full almost every batch keeps nothing."""
         count = images.shape[0]
-        indices = torch.full((count,), -1, dtype=torch.long) if indices is None else indices.cpu().long()
-        slots = self.slots_for(count)
         self._allocate(images, labels)
-        order = torch.arange(count)
+        slots = self.slots_for(count)
         kept = slots >= 0
+        if not bool(kept.any()):
+            return
+        order = torch.arange(count)
         last = torch.full((self.size,), -1, dtype=torch.long)
         last.scatter_reduce_(0, slots[kept], order[kept], reduce="amax")
         target = torch.nonzero(last >= 0).squeeze(1)
         source = last[target]
-        self.images[target] = images[source]
-        self.indices[target] = indices[source]
+        rows = source.to(images.device)
+        self.images[target] = images[rows].detach().cpu()
+        self.indices[target] = -1 if indices is None else indices[source.to(indices.device)].cpu().long()
         for t in self.has:
             self.has[t][target] = t in labels
         for t, y in labels.items():
-            self.labels[t][target] = y[source]
+            self.labels[t][target] = y[rows].detach().cpu()
 
     def sample(self, count: int) -> Tensor:
         """`count` distinct filled slots drawn uniformly (fewer when the buffer holds fewer)."""

@@ -61,7 +61,11 @@ class SI(QuadraticRegulariser):
         self.omega = {n: torch.zeros_like(p) for n, p in self.start.items()}
 
     def on_phase_start(self, phase: Phase, network: nn.Module) -> None:
-        self._reset(network)
+        """A new path integral, unless one restored from a mid-phase checkpoint (a requeued job)
+        is already running over the same parameters: `on_phase_end` empties ω, so a non-empty ω
+        here can only come from such a checkpoint."""
+        if not self.omega or set(self.omega) != set(self._tracked(network)):
+            self._reset(network)
 
     @torch.no_grad()
     def after_optimizer_step(self, network: nn.Module) -> None:
@@ -75,7 +79,8 @@ class SI(QuadraticRegulariser):
             store.update({n: t.to(device) for n, t in store.items()})
         for n, p in params.items():
             if p.grad is not None:
-                self.omega[n].sub_(p.grad * (p - self.previous[n]))
+                # a step skipped by the fp16 grad scaler has inf gradients and Δθ = 0: inf·0 = NaN
+                self.omega[n].sub_(torch.nan_to_num(p.grad * (p - self.previous[n]), nan=0.0, posinf=0.0, neginf=0.0))
             self.previous[n].copy_(p)
 
     @torch.no_grad()
