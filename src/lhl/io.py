@@ -18,6 +18,18 @@ import torch
 PathLike = Union[str, os.PathLike]
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mkstemp creates 0600 files; results and checkpoints get the mode a plain open() would give
+#: (0644 under the usual umask), so collaborators on a shared cluster folder can read them
+_FILE_MODE = 0o666 & ~current_umask()
+
+
 @contextmanager
 def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
     """Yield a binary temp file beside `path`; on success it replaces `path`, on error it is removed."""
@@ -25,6 +37,7 @@ def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()

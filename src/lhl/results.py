@@ -143,9 +143,16 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
     return lines
 
 
+def _in_task_order(results: Results, metrics: Mapping) -> List[Tuple[str, Mapping]]:
+    """(task, its metrics) in the sequence's order (a reloaded JSON file has its keys sorted)."""
+    order = {t: i for i, t in enumerate(results.tasks)}
+    return sorted(metrics.items(), key=lambda item: order.get(item[0], len(order)))
+
+
 def _metrics_table(results: Results, metrics: Metrics) -> List[str]:
     """One row per (task, metric), the arrow giving the better direction."""
-    rows = [[t, m + _arrow(results, t, m), _fmt(v)] for t, ms in metrics.items() for m, v in ms.items()]
+    rows = [[t, m + _arrow(results, t, m), _fmt(v)]
+            for t, ms in _in_task_order(results, metrics) for m, v in ms.items()]
     return _table(["task", "metric", "value"], rows)
 
 
@@ -173,7 +180,8 @@ def render_markdown(results: Results) -> str:
         lines += _table(header, rows) + [""]
         final = results.phases[-1]
         lines += [f"**Final (after phase {final['phase']}):** "
-                  + ", ".join(f"{t} {m} {_fmt(v)}" for t, ms in final["metrics"].items() for m, v in ms.items()), ""]
+                  + ", ".join(f"{t} {m} {_fmt(v)}" for t, ms in _in_task_order(results, final["metrics"])
+                              for m, v in ms.items()), ""]
     return "\n".join(lines)
 
 
