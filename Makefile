@@ -17,10 +17,11 @@ ARGS    ?=
 METHODS ?= finetune lwf had joint
 SEEDS   ?=
 REF     ?=
-KD      ?= all
-TEACHER ?= deeplabv3_resnet18
-STUDENT ?= segformer_pvt_v2_b0
-DATA    ?= synthetic
+KD      ?=
+TEACHER ?=
+STUDENT ?=
+DATA    ?=
+TEACHER_CKPT ?=
 TIME    ?= 24:00:00
 PARTITION ?=
 
@@ -48,7 +49,7 @@ compare: install
 	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
 
 distill: install
-	$(BIN)/lhl distill --kd $(KD) --teacher $(TEACHER) --student $(STUDENT) --data $(DATA) $(ARGS)
+	$(strip $(BIN)/lhl distill $(if $(KD),--kd $(KD)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(STUDENT),--student $(STUDENT)) $(if $(DATA),--data $(DATA)) $(if $(TEACHER_CKPT),--teacher-ckpt $(TEACHER_CKPT))) $(ARGS)
 
 bench: install
 	$(BIN)/lhl bench $(ARGS)

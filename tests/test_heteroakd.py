@@ -3,11 +3,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from lhl.distill.baselines import ce_loss, cwd_loss, kd_loss
 from lhl.distill.heteroakd import (
-    HeteroAKD, aligned_target, knowledge_mix, knowledge_weights, reliability, soft_target_terms,
-    weighted_soft_loss,
+    WEIGHT_AXES, HeteroAKD, aligned_target, knowledge_mix, knowledge_weights, reliability,
+    soft_target_terms, weighted_soft_loss,
 )
 
 KL_75_50 = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)  # KL(Bern(.75) || Bern(.5)) = 0.1308
@@ -45,24 +47,32 @@ def test_reliability_is_bce_per_class_and_zero_on_ignore():
 
 
 def test_kmm_teacher_better_on_one_class_worse_on_other():
-    # pixel 0 (label 0): teacher right, student wrong; pixel 1 (label 1): teacher wrong, student right
-    z_t = lmap([3.0, -3.0], [2.0, -2.0])
-    z_s = lmap([-1.0, 1.0], [-1.0, 1.0])
-    onehot, valid, _ = aligned_target(torch.tensor([[[0, 1]]]), 2, (1, 2))
+    # pixel 0 (label 0): the teacher is right on classes 0 and 2, wrong on class 1 (student right there);
+    # pixel 1 (label 2): the student is right on classes 0 and 2, both equal on class 1
+    z_t = lmap([3.0, 1.0, -2.0], [1.0, -1.0, -1.0])
+    z_s = lmap([-1.0, -2.0, 0.0], [-2.0, -1.0, 2.0])
+    onehot, valid, _ = aligned_target(torch.tensor([[[0, 2]]]), 3, (1, 2))
     h_t, h_s = reliability(z_t, onehot, valid), reliability(z_s, onehot, valid)
     s_t, z_h = knowledge_mix(z_t, z_s, h_t, h_s, eps=0.0)
-    share0 = softplus(1.0) / (softplus(-3.0) + softplus(1.0))
-    share1 = softplus(-1.0) / (softplus(2.0) + softplus(-1.0))
-    assert s_t[0, :, 0, 0].tolist() == pytest.approx([share0, share0], abs=1e-6)
-    assert s_t[0, :, 0, 1].tolist() == pytest.approx([share1, share1], abs=1e-6)
-    assert share0 > 0.9 and share1 < 0.2
-    expected = [[share0 * 3 + (1 - share0) * -1, share0 * -3 + (1 - share0) * 1],
-                [share1 * 2 + (1 - share1) * -1, share1 * -2 + (1 - share1) * 1]]
-    assert z_h[0, :, 0, 0].tolist() == pytest.approx(expected[0], abs=1e-5)
-    assert z_h[0, :, 0, 1].tolist() == pytest.approx(expected[1], abs=1e-5)
-    # the hybrid is more reliable than the student where the teacher is, and than the teacher elsewhere
+    # BCE of sigmoid(z) against y: softplus(-z) for y = 1, softplus(z) for y = 0
+    ht = [[softplus(-3.0), softplus(1.0), softplus(-2.0)], [softplus(1.0), softplus(-1.0), softplus(1.0)]]
+    hs = [[softplus(1.0), softplus(-2.0), softplus(0.0)], [softplus(-2.0), softplus(-1.0), softplus(-2.0)]]
+    share = [[b / (a + b) for a, b in zip(ht[p], hs[p])] for p in range(2)]
+    for p in range(2):
+        assert s_t[0, :, 0, p].tolist() == pytest.approx(share[p], abs=1e-6)
+    # at one pixel the teacher's share differs across classes: high where it is the better one
+    assert share[0][0] > 0.9 and share[0][1] < 0.1 and 0.8 < share[0][2] < 0.9
+    assert share[1][1] == pytest.approx(0.5) and share[1][0] < 0.1
+    zt, zs = [[3.0, 1.0, -2.0], [1.0, -1.0, -1.0]], [[-1.0, -2.0, 0.0], [-2.0, -1.0, 2.0]]
+    for p in range(2):
+        expected = [share[p][c] * zt[p][c] + (1 - share[p][c]) * zs[p][c] for c in range(3)]
+        assert z_h[0, :, 0, p].tolist() == pytest.approx(expected, abs=1e-5)
+    # the hybrid is more reliable than the worse of the two on every class where they differ, and
+    # than the student at pixel 0 / the teacher at pixel 1 over all classes
     h_h = reliability(z_h, onehot, valid)
-    assert (h_h[..., 0] < h_s[..., 0]).all() and (h_h[..., 1] < h_t[..., 1]).all()
+    worse, differ = torch.maximum(h_t, h_s), (h_t - h_s).abs() > 1e-3
+    assert (h_h <= worse + 1e-6).all() and (h_h < worse)[differ].all() and differ.sum() == 5
+    assert h_h[..., 0].sum() < h_s[..., 0].sum() and h_h[..., 1].sum() < h_t[..., 1].sum()
 
 
 def test_kmm_targets_are_detached():
@@ -100,15 +110,112 @@ def test_kem_weights_pixel_and_all_axes_skip_ignored_pixels():
         knowledge_weights(h_s, h_h, valid, "row")
 
 
+def test_kem_weights_pixel_axis_normalises_per_image():
+    # logit = H_S + max(0, H_S - H_H) = 2 H_S with H_H = 0; class 1 is flat
+    h_s = torch.tensor([[[0.0, math.log(3) / 2, 5.0], [1.0, 1.0, 1.0]],
+                        [[0.0, 0.0, math.log(2) / 2], [1.0, 1.0, 1.0]]]).reshape(2, 2, 1, 3)
+    valid = torch.tensor([[[True, True, False]], [[True, True, True]]])
+    w = knowledge_weights(h_s, torch.zeros_like(h_s), valid, "pixel")
+    # image 0: softmax(0, ln 3) * 2 labelled pixels; image 1: softmax(0, 0, ln 2) * 3 labelled pixels
+    assert w[0, 0, 0].tolist() == pytest.approx([0.5, 1.5, 0.0], abs=1e-6)
+    assert w[1, 0, 0].tolist() == pytest.approx([0.75, 0.75, 1.5], abs=1e-6)
+    assert w[0, 1, 0].tolist() == pytest.approx([1, 1, 0], abs=1e-6)
+    assert w[1, 1, 0].tolist() == pytest.approx([1, 1, 1], abs=1e-6)
+
+
+@pytest.mark.parametrize("axis", WEIGHT_AXES)
+def test_kem_weights_carry_no_gradient(axis):
+    h_s = torch.rand(2, 3, 2, 2, requires_grad=True)
+    h_h = torch.rand(2, 3, 2, 2, requires_grad=True)
+    valid = torch.ones(2, 2, 2, dtype=torch.bool)
+    w = knowledge_weights(h_s, h_h, valid, axis)
+    assert not w.requires_grad and w.grad_fn is None
+    x = torch.rand(2, 3, 2, 2, requires_grad=True)
+    (w * x).sum().backward()
+    assert h_s.grad is None and h_h.grad is None and x.grad is not None
+
+
 def test_soft_target_terms_binary_softmax_and_temperature():
     z_h, z_s = lmap([math.log(3), 0.0]), lmap([0.0, 0.0])
     binary = soft_target_terms(z_h, z_s, 1.0, "binary")
     assert binary[0, :, 0, 0].tolist() == pytest.approx([KL_75_50, 0.0], abs=1e-6)
     soft = soft_target_terms(z_h, z_s, 1.0, "softmax")
-    assert soft[0, :, 0, 0].tolist() == pytest.approx([0.75 * math.log(1.5), 0.25 * math.log(0.5)], abs=1e-6)
+    # generalised KL per class: p log(p / q) - p + q with p = (.75, .25), q = (.5, .5)
+    assert soft[0, :, 0, 0].tolist() == pytest.approx(
+        [0.75 * math.log(1.5) - 0.25, 0.25 * math.log(0.5) + 0.25], abs=1e-6)
     assert soft.sum().item() == pytest.approx(KL_75_50, abs=1e-6)
+    assert torch.equal(soft_target_terms(z_h, z_s), soft)  # the default form is the module's
     hot = soft_target_terms(lmap([2 * math.log(3), 0.0]), z_s, 2.0, "binary")
     assert hot[0, 0, 0, 0].item() == pytest.approx(4 * KL_75_50, abs=1e-6)
+
+
+def test_softmax_terms_sum_to_the_categorical_kl():
+    torch.manual_seed(0)
+    z_h, z_s = 3 * torch.randn(2, 4, 3, 3), 3 * torch.randn(2, 4, 3, 3)
+    for tau in (1.0, 2.0):
+        terms = soft_target_terms(z_h, z_s, tau, "softmax")
+        kl = F.kl_div(F.log_softmax(z_s / tau, 1), F.log_softmax(z_h / tau, 1), reduction="none",
+                      log_target=True).sum(1) * tau**2
+        assert torch.allclose(terms.sum(1), kl, atol=1e-5)
+        assert (terms >= -1e-6).all()
+
+
+@pytest.mark.parametrize("form", ["softmax", "binary"])
+@pytest.mark.parametrize("axis", WEIGHT_AXES)
+def test_weighted_soft_loss_is_stationary_at_the_target(form, axis):
+    torch.manual_seed(0)
+    z_h = 2 * torch.randn(2, 3, 2, 2)
+    valid = torch.tensor([[[True, True], [True, False]], [[True, True], [True, True]]])
+    w = knowledge_weights(3 * torch.rand(2, 3, 2, 2), 3 * torch.rand(2, 3, 2, 2), valid, axis)
+    assert w[valid[:, None].expand_as(w)].std() > 0.1  # W is far from uniform
+    z_s = z_h.clone().requires_grad_(True)
+    weighted_soft_loss(soft_target_terms(z_h, z_s, 2.0, form), w, valid).backward()
+    assert z_s.grad.abs().max().item() < 1e-6
+    if form == "softmax":  # the bare KL terms p log(p / q) under the same W are not stationary there
+        z_s.grad = None
+        p, log_q = F.softmax(z_h, 1), F.log_softmax(z_s, 1)
+        weighted_soft_loss(p * (p.log() - log_q), w, valid).backward()
+        assert z_s.grad.abs().max().item() > 1e-3
+    # the whole stage: a teacher equal to the student makes Z_H = Z_S, with W from KEM
+    akd = HeteroAKD(3, [1], [1], weight_axis=axis, kl_form=form, tau=2.0)
+    onehot, valid, _ = aligned_target(torch.tensor([[[0, 1], [2, -1]], [[1, 1], [0, 2]]]), 3, (2, 2))
+    z_s = z_h.clone().requires_grad_(True)
+    akd.stage_loss(z_h.clone(), z_s, onehot, valid)["akd"].backward()
+    assert z_s.grad.abs().max().item() < 1e-6
+
+
+def _hand_default_stage_loss(zt_pixels, zs_pixels, labels, c=3, eps=1e-6):
+    """Default stage loss (KMM, KEM over classes, generalised-KL softmax form, tau 1) in plain floats."""
+    total, n = 0.0, 0
+    for zt, zs, y in zip(zt_pixels, zs_pixels, labels):
+        if y < 0:
+            continue
+        n += 1
+        bce = [lambda z, k=k: softplus(-z) if k == y else softplus(z) for k in range(c)]
+        h_t = [bce[k](zt[k]) for k in range(c)]
+        h_s = [bce[k](zs[k]) for k in range(c)]
+        s_t = [h_s[k] / (h_t[k] + h_s[k] + eps) for k in range(c)]
+        z_h = [s_t[k] * zt[k] + (1 - s_t[k]) * zs[k] for k in range(c)]
+        h_h = [bce[k](z_h[k]) for k in range(c)]
+        e = [math.exp(h_s[k] + max(0.0, h_s[k] - h_h[k])) for k in range(c)]
+        w = [c * v / sum(e) for v in e]
+        p = [math.exp(v) / sum(math.exp(u) for u in z_h) for v in z_h]
+        q = [math.exp(v) / sum(math.exp(u) for u in zs) for v in zs]
+        total += sum(w[k] * (p[k] * math.log(p[k] / q[k]) - p[k] + q[k]) for k in range(c))
+    return total / n
+
+
+def test_default_stage_loss_hand_value():
+    zt = [[2.0, -1.0, 0.5], [-1.0, 1.5, 0.0], [9.0, 9.0, 9.0]]
+    zs = [[0.0, 0.5, -0.5], [0.5, -1.0, 1.0], [0.0, 0.0, 0.0]]
+    labels = [0, 2, -1]
+    akd = HeteroAKD(3, [1], [1])
+    onehot, valid, _ = aligned_target(torch.tensor([[labels]]), 3, (1, 3))
+    z_s = lmap(*zs).requires_grad_(True)
+    out = akd.stage_loss(lmap(*zt), z_s, onehot, valid)
+    expected = _hand_default_stage_loss(zt, zs, labels)
+    assert expected == pytest.approx(0.414919, abs=1e-6)
+    assert out["akd"].item() == pytest.approx(expected, abs=1e-5)
 
 
 def test_weighted_soft_loss_means_over_valid_pixels():
@@ -173,6 +280,16 @@ def test_heteroakd_total_and_ablation_reduces_to_projected_kd():
     assert akd2.proj_s[0][0].weight.grad.abs().sum() > 0
 
 
+def test_projector_relu_comes_before_the_conv():
+    akd = HeteroAKD(3, [4], [5], [0], [0], projector_relu=True)
+    for proj in (akd.proj_t[0], akd.proj_s[0]):
+        assert [type(m) for m in proj] == [nn.ReLU, nn.Conv2d]
+    conv = akd.proj_t[0][1]
+    out = akd.proj_t[0](-torch.rand(1, 4, 2, 2))  # negative features are zeroed: only the bias is left
+    assert torch.allclose(out, conv.bias.reshape(1, 3, 1, 1).expand(1, 3, 2, 2))
+    assert [type(m) for m in HeteroAKD(3, [4], [5], [0], [0]).proj_t[0]] == [nn.Conv2d]
+
+
 def test_heteroakd_rejects_bad_switches():
     with pytest.raises(ValueError, match="same length"):
         HeteroAKD(3, [4], [4, 8], [-1], [-2, -1])
@@ -190,6 +307,10 @@ def test_logit_kd_hand_values_and_temperature():
     s = lmap([0.0, 0.0])
     assert kd_loss(s, lmap([math.log(3), 0.0])).item() == pytest.approx(KL_75_50, abs=1e-6)
     assert kd_loss(s, lmap([2 * math.log(3), 0.0]), tau=2.0).item() == pytest.approx(4 * KL_75_50, abs=1e-6)
+    # unmasked: the mean over pixels of KL((.75, .25) || (.5, .5)) and KL((.5, .5) || (.75, .25))
+    two_s, two_t = lmap([0.0, 0.0], [math.log(3), 0.0]), lmap([math.log(3), 0.0], [0.0, 0.0])
+    expected = (KL_75_50 + 0.5 * math.log(4 / 3)) / 2
+    assert kd_loss(two_s, two_t).item() == pytest.approx(expected, abs=1e-6)
     valid = torch.tensor([[[True, False]]])
     two = lmap([0.0, 0.0], [0.0, 0.0])
     assert kd_loss(two, lmap([math.log(3), 0.0], [9.0, -9.0]), valid=valid).item() == pytest.approx(KL_75_50, abs=1e-6)
@@ -201,6 +322,10 @@ def test_cwd_softmax_over_space_per_channel():
     s = torch.zeros(1, 2, 1, 2)
     assert cwd_loss(s, t, tau=1.0).item() == pytest.approx(KL_75_50 / 2, abs=1e-6)
     assert cwd_loss(s, 2 * t, tau=2.0).item() == pytest.approx(4 * KL_75_50 / 2, abs=1e-6)
+    # B = 2: image 1's channel 0 is the reverse, (.5, .5) vs (.75, .25); the mean is over B x C
+    t2 = torch.cat([t, torch.tensor([[0.0, 0.0], [2.0, 2.0]]).reshape(1, 2, 1, 2)])
+    s2 = torch.cat([s, torch.tensor([[math.log(3), 0.0], [0.0, 0.0]]).reshape(1, 2, 1, 2)])
+    assert cwd_loss(s2, t2, tau=1.0).item() == pytest.approx((KL_75_50 + 0.5 * math.log(4 / 3)) / 4, abs=1e-6)
     s.requires_grad_(True)
     t.requires_grad_(True)
     cwd_loss(s, t).backward()

@@ -12,8 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-IGNORE_INDEX = -1
-
 
 def valid_mask(target: Tensor, num_classes: int) -> Tensor:
     """Pixels with a label in [0, C): everything else (-1, 255, ...) is ignored."""

@@ -14,14 +14,16 @@ Choices the paper leaves open, as switches (defaults first):
 - `weight_axis` ("class"): the softmax axis of W: "class" (over C per pixel), "pixel" (over the
   labelled pixels per image and class) or "all" (over C x pixels per image). W is rescaled to
   mean 1 over its axis, so a uniform W gives the unweighted loss.
-- `kl_form` ("softmax"): the per-class terms p_H,c log(p_H,c / p_S,c) of the categorical KL over
-  classes, or "binary": per class KL between Bernoulli(sigmoid(Z_H/tau)) and
-  Bernoulli(sigmoid(Z_S/tau)) (the sigmoid view H uses; each term >= 0). On synthetic rooms
-  (ResNet-18 -> PVTv2-B0, 200 steps) "binary" cost the student 6 mIoU points, "softmax" none.
+- `kl_form` ("softmax"): per class, the term p_H,c log(p_H,c / p_S,c) - p_H,c + p_S,c of the
+  generalised KL between the class distributions softmax(Z_H/tau), softmax(Z_S/tau). Each term is
+  >= 0 and 0 iff p_S,c = p_H,c, and their unweighted sum is the categorical KL; so any W >= 0
+  keeps p_S = p_H as the minimiser (the bare KL terms p_H,c log(p_H,c / p_S,c) would not: under
+  a per-class W their optimum is p_S proportional to W p_H). "binary": per class, the KL between
+  Bernoulli(sigmoid(Z_H/tau)) and Bernoulli(sigmoid(Z_S/tau)) (the sigmoid view H uses).
 - `projector_relu` (false): a ReLU on the stage features before the 1x1 conv.
 - `projector_supervision` ("teacher"): CE from the GT to the teacher's projected logits ("both":
-  the student's too, a deep supervision of its stages that hurt the small student in our runs;
-  "none": neither, so the teacher projector stays random).
+  the student's too, a deep supervision of its stages; "none": neither, so the teacher projector
+  stays random).
   The teacher projector is trained by this term only: Z_H and W carry no gradient.
 - `kmm` / `kem` (true): false replaces Z_H by Z_T / W by 1 (ablations isolating each module).
 """
@@ -34,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lhl.distill.baselines import ce_loss, kd_loss, valid_mask
+from lhl.distill.segmenters import bilinear_resize
 
 Stage = Union[int, str]
 WEIGHT_AXES = ("class", "pixel", "all")
@@ -46,13 +49,6 @@ def target_at(target: Tensor, size) -> Tensor:
     if tuple(target.shape[-2:]) == tuple(size):
         return target
     return F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
-
-
-def resize_logits(z: Tensor, size) -> Tensor:
-    """Bilinear resize of a logit map to `size` (identity when already there)."""
-    if tuple(z.shape[-2:]) == tuple(size):
-        return z
-    return F.interpolate(z, size=size, mode="bilinear", align_corners=False)
 
 
 def aligned_target(target: Tensor, num_classes: int, size) -> Tuple[Tensor, Tensor, Tensor]:
@@ -99,15 +95,19 @@ def knowledge_weights(h_s: Tensor, h_h: Tensor, valid: Tensor, axis: str = "clas
     return torch.nan_to_num(w, nan=0.0) * n
 
 
-def soft_target_terms(z_h: Tensor, z_s: Tensor, tau: float = 1.0, form: str = "binary") -> Tensor:
-    """Per-pixel, per-class soft-target loss [B, C, h, w] from the (detached) target Z_H to Z_S, times tau^2."""
+def soft_target_terms(z_h: Tensor, z_s: Tensor, tau: float = 1.0, form: str = "softmax") -> Tensor:
+    """Per-pixel, per-class soft-target loss [B, C, h, w] from the (detached) target Z_H to Z_S, times tau^2.
+
+    Every term is >= 0 and 0 iff the student matches the target on that class (see `kl_form`).
+    """
     t, s = z_h.detach() / tau, z_s / tau
     if form == "binary":
         p = torch.sigmoid(t)
         terms = p * (F.logsigmoid(t) - F.logsigmoid(s)) + (1 - p) * (F.logsigmoid(-t) - F.logsigmoid(-s))
     elif form == "softmax":
-        t_log = F.log_softmax(t, 1)
-        terms = t_log.exp() * (t_log - F.log_softmax(s, 1))
+        t_log, s_log = F.log_softmax(t, 1), F.log_softmax(s, 1)
+        p_t = t_log.exp()
+        terms = p_t * (t_log - s_log) - p_t + s_log.exp()
     else:
         raise ValueError(f"kd.heteroakd.kl_form='{form}': choose one of {', '.join(KL_FORMS)}")
     return terms * tau**2
@@ -125,9 +125,16 @@ def stage_map(out: Dict, stage: Stage) -> Tensor:
     return out["features"][int(stage)]
 
 
-def stage_channels(segmenter: nn.Module, stages: Sequence[Stage]) -> List[int]:
-    """Channels of the configured stages of a `Segmenter`."""
-    return [segmenter.width if s == "decoder" else segmenter.feature_channels[int(s)] for s in stages]
+def stage_channels(segmenter: nn.Module, stages: Sequence[Stage], key: str = "stages") -> List[int]:
+    """Channels of the configured stages of a `Segmenter`; a bad stage is an error naming `key`."""
+    n = len(segmenter.feature_channels)
+    bad = [s for s in stages if s != "decoder" and not (type(s) is int and -n <= s < n)]
+    if bad:
+        raise ValueError(
+            f"kd.heteroakd.{key}={list(stages)}: {bad} invalid for '{segmenter.name}', which has {n} "
+            f"feature stages: use ints in [{-n}, {n - 1}] or \"decoder\""
+        )
+    return [segmenter.width if s == "decoder" else segmenter.feature_channels[s] for s in stages]
 
 
 class Projector(nn.Sequential):
@@ -176,7 +183,7 @@ class HeteroAKD(nn.Module):
         for i, (st, ss) in enumerate(zip(self.teacher_stages, self.student_stages)):
             z_t = self.proj_t[i](stage_map(teacher_out, st).detach())
             z_s = self.proj_s[i](stage_map(student_out, ss))
-            pairs.append((resize_logits(z_t, size), resize_logits(z_s, size)))
+            pairs.append((bilinear_resize(z_t, size), bilinear_resize(z_s, size)))
         return pairs
 
     def stage_loss(self, z_t: Tensor, z_s: Tensor, onehot: Tensor, valid: Tensor) -> Dict[str, Tensor]:

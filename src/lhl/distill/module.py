@@ -22,7 +22,7 @@ class DistillModule(pl.LightningModule):
     def __init__(
         self, student: nn.Module, distiller: nn.Module, teacher: Optional[nn.Module] = None,
         lr: float = 1e-3, weight_decay: float = 1e-5, optimizer: str = "adamw",
-        max_steps: int = 0, spec: Optional[Dict] = None,
+        max_steps: int = 0,
     ):
         super().__init__()
         if getattr(distiller, "needs_teacher", False) and teacher is None:
@@ -31,7 +31,6 @@ class DistillModule(pl.LightningModule):
         self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.lr, self.weight_decay, self.optimizer_name = float(lr), float(weight_decay), optimizer
         self.max_steps = int(max_steps)
-        self.spec = dict(spec or {})
         self.val_metric = SemanticMetric(student.num_classes)
 
     def forward(self, x: Tensor) -> Dict:
@@ -45,9 +44,6 @@ class DistillModule(pl.LightningModule):
         self._sync_teacher()
 
     def on_validation_start(self) -> None:
-        self._sync_teacher()
-
-    def on_train_epoch_start(self) -> None:
         self._sync_teacher()
 
     def training_step(self, batch: Dict, batch_idx: int) -> Tensor:
@@ -84,6 +80,3 @@ class DistillModule(pl.LightningModule):
             return opt
         sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=self.max_steps, power=0.9)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def on_save_checkpoint(self, checkpoint: Dict) -> None:
-        checkpoint["lhl_distill_spec"] = self.spec

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,7 +31,8 @@ def _cbr(cin: int, cout: int, k: int = 1) -> nn.Sequential:
     )
 
 
-def _resize(x: Tensor, size) -> Tensor:
+def bilinear_resize(x: Tensor, size) -> Tensor:
+    """Bilinear resize of an NCHW map to `size` (identity when already there)."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
@@ -83,7 +85,7 @@ class MLPDecoder(nn.Module):
 
     def forward(self, feats: List[Tensor]) -> Tensor:
         size = feats[0].shape[-2:]
-        return self.fuse(torch.cat([_resize(p(f), size) for p, f in zip(self.proj, feats)], 1))
+        return self.fuse(torch.cat([bilinear_resize(p(f), size) for p, f in zip(self.proj, feats)], 1))
 
 
 class PyramidPooling(nn.Module):
@@ -97,7 +99,7 @@ class PyramidPooling(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
-        pooled = [_resize(b(F.adaptive_avg_pool2d(x, s)), size) for s, b in zip(self.scales, self.branches)]
+        pooled = [bilinear_resize(b(F.adaptive_avg_pool2d(x, s)), size) for s, b in zip(self.scales, self.branches)]
         return self.bottleneck(torch.cat([x] + pooled, 1))
 
 
@@ -118,10 +120,10 @@ class FPNDecoder(nn.Module):
         if self.ppm is not None:
             lat.append(self.ppm(feats[-1]))
         for i in range(len(lat) - 1, 0, -1):
-            lat[i - 1] = lat[i - 1] + _resize(lat[i], lat[i - 1].shape[-2:])
+            lat[i - 1] = lat[i - 1] + bilinear_resize(lat[i], lat[i - 1].shape[-2:])
         outs = [s(x) for s, x in zip(self.smooth, lat)] + lat[len(self.smooth):]
         size = outs[0].shape[-2:]
-        return self.fuse(torch.cat([_resize(o, size) for o in outs], 1))
+        return self.fuse(torch.cat([bilinear_resize(o, size) for o in outs], 1))
 
 
 class Segmenter(nn.Module):
@@ -138,17 +140,22 @@ class Segmenter(nn.Module):
     def forward(self, x: Tensor) -> Dict[str, Any]:
         feats = self.encoder(x)
         dec = self.decoder(feats)
-        logits = _resize(self.classifier(dec), x.shape[-2:])
+        logits = bilinear_resize(self.classifier(dec), x.shape[-2:])
         return {"logits": logits, "features": feats, "decoder": dec}
 
 
-def split_name(name: str):
-    """`"segformer_pvt_v2_b0"` -> `("segformer", "pvt_v2_b0")`; errors list the decoders."""
+def split_name(name: str, key: str = "segmenter"):
+    """`"segformer_pvt_v2_b0"` -> `("segformer", "pvt_v2_b0")`; errors name `key` and list the valid values."""
     decoder, _, encoder = name.partition("_")
     if decoder not in DECODERS or not encoder:
         raise ValueError(
-            f"segmenter '{name}': expected '<decoder>_<timm encoder>' with decoder one of "
+            f"{key}='{name}': expected '<decoder>_<timm encoder>' with decoder one of "
             f"{', '.join(DECODERS)} (e.g. deeplabv3_resnet18, segformer_pvt_v2_b0)"
+        )
+    if not timm.is_model(encoder):
+        raise ValueError(
+            f"{key}='{name}': timm has no encoder '{encoder}' (valid names: timm.list_models()); "
+            f"expected '<decoder>_<timm encoder>', e.g. deeplabv3_resnet18, segformer_pvt_v2_b0"
         )
     return decoder, encoder
 
@@ -158,11 +165,24 @@ def build_segmenter(
     output_stride: int = 8, img_size: Optional[Sequence[int]] = None,
     out_indices: Optional[Sequence[int]] = None, dropout: float = 0.1,
     aspp_rates: Sequence[int] = (12, 24, 36), encoder_kwargs: Optional[Mapping[str, Any]] = None,
+    key: str = "segmenter",
 ) -> Segmenter:
-    """A segmenter by name; `width` sets the decoder size, `encoder_kwargs` go to timm (tiny encoders)."""
-    decoder_name, encoder_name = split_name(name)
+    """A segmenter by name; `width` sets the decoder size, `encoder_kwargs` go to timm (tiny encoders).
+
+    `key` is the config section (teacher / student) that errors name.
+    """
+    decoder_name, encoder_name = split_name(name, f"{key}.name")
     kwargs = dict(encoder_kwargs or {})
-    enc = Encoder(encoder_name, pretrained, output_stride, img_size, out_indices, **kwargs)
+    try:
+        enc = Encoder(encoder_name, pretrained, output_stride, img_size, out_indices, **kwargs)
+    except RuntimeError as err:
+        if not isinstance(err.__cause__, (OSError, ConnectionError)):
+            raise
+        raise RuntimeError(
+            f"{key}.pretrained=true: could not fetch ImageNet weights for '{encoder_name}' "
+            f"({err.__cause__}); pre-download them into the timm / Hugging Face cache (HF_HOME) or set "
+            f"{key}.pretrained=false"
+        ) from err
     if decoder_name == "deeplabv3":
         dec = ASPPDecoder(enc.channels, width, tuple(aspp_rates), dropout)
     elif decoder_name == "segformer":
