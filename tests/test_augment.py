@@ -1,9 +1,12 @@
 """GPU-side augmentation: labels move with the image, depth scales, flipped normals negate x."""
 from __future__ import annotations
 
+import pytest
 import torch
+from omegaconf import OmegaConf
 
 from lhl.data.augment import DenseAugment
+from lhl.data.sources.nyuv2 import NYUv2
 
 KINDS = {"semantic": "semantic", "depth": "depth", "normal": "normal"}
 
@@ -20,10 +23,20 @@ def _batch(b=6, h=8, w=10):
     }
 
 
-def test_flip_only_is_consistent_and_negates_normal_x():
+def _data(dataset, **options):
+    return OmegaConf.create({"dataset": dataset, "root": None, "options": options})
+
+
+@pytest.mark.parametrize("make, x", [
+    (lambda: DenseAugment(KINDS, scales=(1.0,), normal_x_channel=2), 2),
+    (lambda: DenseAugment.for_dataset(_data("nyuv2"), KINDS, scales=(1.0,)), 2),
+    (lambda: DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), KINDS, scales=(1.0,)), 0),
+    (lambda: DenseAugment.for_dataset(_data("taskonomy"), KINDS, scales=(1.0,)), 0),
+])
+def test_flip_only_is_consistent_and_negates_normal_x(make, x):
     torch.manual_seed(3)
     batch = _batch()
-    out = DenseAugment(KINDS, scales=(1.0,), normal_x_channel=2)(batch)
+    out = make()(batch)
     flipped = out["image"][:, 0, 0, 0] > out["image"][:, 0, 0, -1]
     assert 0 < int(flipped.sum()) < 6  # some samples flipped, some not
     for i in range(6):
@@ -32,7 +45,7 @@ def test_flip_only_is_consistent_and_negates_normal_x():
         assert torch.equal(out["semantic"][i], f(batch["semantic"][i]))
         n = f(batch["normal"][i]).clone()
         if flipped[i]:
-            n[2] = -n[2]
+            n[x] = -n[x]
         assert torch.allclose(out["normal"][i], n, atol=1e-6)
     assert out["semantic"].dtype == torch.int64
 
@@ -46,3 +59,29 @@ def test_zoom_divides_depth_and_keeps_label_values():
     span = out["image"][:, 0, 0, -1] - out["image"][:, 0, 0, 0]
     assert torch.all(span < 0.6) and torch.all(span > 0.3)
     assert out["image"].shape == batch["image"].shape and out["normal"].shape == batch["normal"].shape
+
+
+def test_for_dataset_takes_the_x_channel_from_the_option_else_the_class():
+    assert DenseAugment.for_dataset(_data("synthetic"), KINDS).normal_x == 2
+    assert DenseAugment.for_dataset(_data("synthetic", normal_x_channel=1), KINDS).normal_x == 1
+    assert DenseAugment.for_dataset(_data("taskonomy", normal_x_channel=2), KINDS).normal_x == 2
+    with pytest.raises(ValueError, match="normal_x_channel=3"):
+        DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=3), KINDS)
+    with pytest.raises(ValueError, match="data.options.normal_x_channel.*cityscapes"):
+        DenseAugment.for_dataset(_data("cityscapes", normal_x_channel=0), {"depth": "depth"})
+
+
+def test_for_dataset_without_a_known_x_channel_refuses_normals(monkeypatch):
+    monkeypatch.setattr(NYUv2, "NORMAL_X_CHANNEL", None)
+    with pytest.raises(ValueError, match="normal_x_channel"):
+        DenseAugment.for_dataset(_data("nyuv2"), KINDS)
+    assert DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), KINDS).normal_x == 0
+    DenseAugment.for_dataset(_data("nyuv2"), {"depth": "depth"})  # no normals: nothing to decide
+
+
+def test_zoom_multiplies_inverse_depth_for_cityscapes():
+    kinds = {"semantic": "semantic", "depth": "depth"}
+    metric = DenseAugment.for_dataset(_data("nyuv2"), kinds, scales=(2.0,), flip=False)(_batch())
+    inverse = DenseAugment.for_dataset(_data("cityscapes", classes=7), kinds, scales=(2.0,), flip=False)(_batch())
+    assert torch.allclose(metric["depth"], torch.full_like(metric["depth"], 2.0))
+    assert torch.allclose(inverse["depth"], torch.full_like(inverse["depth"], 8.0)), "disparity grows on zoom"

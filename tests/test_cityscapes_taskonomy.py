@@ -185,3 +185,59 @@ def test_scalar_colourise_grey():
     assert rgb.shape == (1, 4, 3) and rgb.dtype == np.uint8
     assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
     assert rgb[0, 0, 0] == 0 and rgb[0, 2, 0] == 255 and 120 <= rgb[0, 1, 0] <= 135 and rgb[0, 3, 0] == 0
+
+
+# --- conventions, options and error messages -------------------------------------------------------
+def test_cityscapes_missing_data_error_says_how_to_get_it(tmp_path):
+    (tmp_path / "leftImg8bit").mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        Cityscapes(tmp_path / "cityscapes", "train")
+    msg = str(err.value)
+    assert str(tmp_path / "cityscapes") in msg and "leftImg8bit/" in msg
+    assert "lorenmt/mtan" in msg and "lhl data convert-cityscapes" in msg
+    assert Cityscapes.DEPTH_IS_INVERSE is True
+
+
+def test_taskonomy_normal_frame_and_relative_split_file(tmp_path):
+    assert Taskonomy.NORMAL_X_CHANNEL == 0
+    _write_building(tmp_path, "a")
+    (tmp_path / "split.csv").write_text("id,train,val,test\na,1,0,0\n")
+    ds = Taskonomy(tmp_path, "train", tasks=("depth",), split_file="split.csv", normal_x_channel=0)
+    assert len(ds) == 2
+    with pytest.raises(FileNotFoundError) as err:
+        Taskonomy(tmp_path, "train", tasks=("depth",), split_file="train_val_test_tiny.csv")
+    msg = str(err.value)
+    assert str(tmp_path / "train_val_test_tiny.csv") in msg and "split.csv" in msg and "a/" in msg
+    assert "data.options.buildings" in msg
+
+
+def test_taskonomy_missing_data_errors_name_path_contents_and_domains(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        Taskonomy(tmp_path / "taskonomy", "train", tasks=("depth", "normal"), buildings={"train": ["a"]})
+    msg = str(err.value)
+    assert str(tmp_path / "taskonomy") in msg and "data.root" in msg and "is empty" in msg
+    assert "StanfordVL/taskonomy" in msg and "rgb, depth_zbuffer, normal" in msg
+    _write_building(tmp_path, "a", skip=("segment_semantic",))
+    with pytest.raises(FileNotFoundError) as err:
+        Taskonomy(tmp_path, "train", tasks=("semantic",), buildings={"train": ["a", "b"]})
+    msg = str(err.value)
+    assert str(tmp_path / "b" / "rgb") in msg and "a/" in msg and "segment_semantic" in msg
+    with pytest.raises(FileNotFoundError) as err:
+        Taskonomy(tmp_path, "train", tasks=("semantic",), buildings={"train": ["a"]})
+    msg = str(err.value)
+    assert "segment_semantic/point_0_view_0_domain_segment_semantic.png" in msg
+    assert f"nearest existing folder, {tmp_path / 'a'}," in msg and "depth_zbuffer/" in msg
+
+
+def test_taskonomy_index_tasks_decide_completeness_but_not_what_is_loaded(tmp_path):
+    _write_building(tmp_path, "a", stems=((0, 0), (1, 1), (2, 2)))
+    (tmp_path / "a" / "segment_semantic" / _name(1, 1, "segment_semantic")).unlink()
+    kw = dict(buildings={"train": ["a"]}, drop_incomplete=True)
+    assert len(Taskonomy(tmp_path, "train", tasks=("depth",), **kw)) == 3
+    ds = Taskonomy(tmp_path, "train", tasks=("depth",), index_tasks=["semantic", "depth"], **kw)
+    assert [s for _, s in ds.samples] == ["point_0_view_0", "point_2_view_2"]
+    assert set(ds[1]) == {"image", "index", "depth"}
+    with pytest.raises(FileNotFoundError, match="point_1_view_1"):
+        Taskonomy(tmp_path, "train", tasks=("depth",), index_tasks=["semantic"], buildings={"train": ["a"]})
+    with pytest.raises(ValueError, match="curvature"):
+        Taskonomy(tmp_path, "train", tasks=("depth",), index_tasks=["curvature"], **kw)

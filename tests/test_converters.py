@@ -226,3 +226,65 @@ def test_nyu_bad_inputs_are_named(tmp_path):
     sio.savemat(tmp_path / "overlap.mat", {"trainNdxs": np.array([[1], [2]]), "testNdxs": np.array([[2]])})
     with pytest.raises(ValueError, match="overlap"):
         nyu.convert(tmp_path / "labeled.mat", tmp_path / "overlap.mat", tmp_path / "out")
+
+
+# official trainId (0..18) -> category id (1..7: flat, construction, object, nature, sky, human,
+# vehicle) from cityscapesScripts helpers/labels.py, written out independently of the converter
+TRAIN_TO_CATEGORY_ID = (1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 5, 6, 6, 7, 7, 7, 7, 7, 7)
+
+
+@needs_cs
+def test_cityscapes_categories_match_official_train_ids_fixture():
+    """7 categories two ways: official trainIds -> category table vs the converter's labelIds mapping."""
+    ids = read_png(Path(f"{CS_FIX}_gtFine_labelIds.png"))
+    train = read_png(Path(f"{CS_FIX}_gtFine_labelTrainIds.png")).astype(np.int64)
+    lut = np.full(256, -1, np.int64)
+    lut[:19] = np.array(TRAIN_TO_CATEGORY_ID) - 1
+    expected = lut[train]
+    mapped = cs.map_label_ids(ids, 7)
+    labelled = train != 255
+    assert labelled.mean() > 0.8 and set(np.unique(expected[labelled])) == set(range(7))
+    assert ((mapped == expected)[labelled]).mean() > 0.995
+    # the fixture's PNGs were downsampled separately: each disagreement sits on a border, explained
+    # by the trainId-derived category of a pixel within one
+    bad = mapped != expected
+    assert bad.mean() < 0.005
+    padded = np.pad(expected, 1, constant_values=-9)
+    h, w = expected.shape
+    neighbours = np.stack([padded[1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    assert (neighbours[:, bad] == mapped[bad]).any(axis=0).all()
+
+
+# --- stale output ------------------------------------------------------------------------------
+def test_cityscapes_refuses_an_out_holding_an_earlier_conversion(tmp_path, capsys):
+    frame = (np.zeros((4, 8, 3), np.uint8), np.full((4, 8), 7, np.uint8), np.full((4, 8), 257, np.uint16))
+    _official_tree(tmp_path / "src", "val", {"ulm_000000_000019": frame})
+    out = tmp_path / "out"
+    (out / "val" / "image").mkdir(parents=True)
+    np.save(out / "val" / "image" / "7.npy", np.zeros((4, 8, 3), np.float32))  # left by a larger conversion
+    expect = r"val.*image/ \(1 files\) from an earlier conversion.*new or empty --out"
+    with pytest.raises(FileExistsError, match=expect):
+        cs.convert(tmp_path / "src", out, size=(4, 8), splits=["val"])
+    with pytest.raises(SystemExit):
+        cs.cli(["--src", str(tmp_path / "src"), "--out", str(out), "--splits", "val"])
+    assert "earlier conversion" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["image"], "nothing was written"
+    # an existing but empty --out, and other splits of a used one, are fine
+    (tmp_path / "empty").mkdir()
+    assert cs.convert(tmp_path / "src", tmp_path / "empty", size=(4, 8), splits=["val"]) == {"val": 1}
+    _official_tree(tmp_path / "src", "train", {"ulm_000000_000019": frame})
+    assert cs.convert(tmp_path / "src", out, size=(4, 8), splits=["train"]) == {"train": 1}
+
+
+def test_nyu_refuses_an_out_holding_an_earlier_conversion(tmp_path, capsys):
+    _fake_release(tmp_path)
+    out = tmp_path / "out"
+    (out / "train" / "label").mkdir(parents=True)
+    np.save(out / "train" / "label" / "9.npy", np.zeros((2, 2), np.float32))
+    with pytest.raises(FileExistsError, match=r"train.*earlier conversion"):
+        nyu.convert(tmp_path / "labeled.mat", tmp_path / "splits.mat", out, size=(12, 16))
+    args = ["--mat", str(tmp_path / "labeled.mat"), "--splits", str(tmp_path / "splits.mat"), "--out", str(out)]
+    with pytest.raises(SystemExit):
+        nyu.cli(args)
+    assert "earlier conversion" in capsys.readouterr().err
+    assert not (out / "val").exists() and not (out / "train" / "image").exists()

@@ -131,3 +131,41 @@ def test_corrupt_file_and_wrong_shape_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"label/0\.npy has shape \(5, 6\).*H, W = \(4, 6\)"):
         NYUv2(root=root, split="val", tasks=["semantic"])[0]
     assert ds[0]["depth"].shape == (1, 4, 6)
+
+
+def test_normal_x_channel_option_is_accepted_and_does_not_change_loading(tmp_path):
+    _write(tmp_path)
+    plain, opted = NYUv2(root=tmp_path)[0], NYUv2(root=tmp_path, normal_x_channel=0)[0]
+    assert torch.equal(plain["normal"], opted["normal"])
+    assert NYUv2.NORMAL_X_CHANNEL == 2
+    with pytest.raises(ValueError, match="normal_x_channel"):
+        NYUv2(root=tmp_path, normal_x_channel=3)
+
+
+def test_missing_data_errors_show_what_is_there_and_how_to_get_it(tmp_path):
+    parent = tmp_path / "data"
+    (parent / "NYUv2_mtan").mkdir(parents=True)
+    (parent / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError) as err:
+        NYUv2(root=parent / "nyuv2")
+    msg = str(err.value)
+    assert str(parent / "nyuv2") in msg and f"nearest existing folder, {parent}" in msg
+    assert "NYUv2_mtan/" in msg and "notes.txt" in msg
+    assert "lorenmt/mtan" in msg and "lhl data convert-nyuv2" in msg
+    # the root exists but holds the archive's top folder: its entries are listed
+    (parent / "NYUv2_mtan" / "train").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"NYUv2_mtan/val not found.*NYUv2_mtan, holds train/;.*convert-nyuv2"):
+        NYUv2(root=parent / "NYUv2_mtan", split="val")
+    # a task folder missing from an otherwise complete split
+    _write(tmp_path / "nyu", n=2)
+    for f in (tmp_path / "nyu" / "train" / "normal").iterdir():
+        f.unlink()
+    (tmp_path / "nyu" / "train" / "normal").rmdir()
+    expect = r"train/normal not found.*train, holds depth/, image/, label/\).*task .normal.*get the data"
+    with pytest.raises(FileNotFoundError, match=expect):
+        NYUv2(root=tmp_path / "nyu", tasks=["normal"])
+    # no samples: the image folder's (wrongly named) content is listed
+    (tmp_path / "png" / "train" / "image").mkdir(parents=True)
+    (tmp_path / "png" / "train" / "image" / "0.png").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"no \{i\}.npy files.*holds 0.png.*lorenmt/mtan"):
+        NYUv2(root=tmp_path / "png")

@@ -1,4 +1,5 @@
 """Synthetic rooms: determinism, layout, value ranges, geometric consistency, caching and the CLI."""
+import dataclasses
 import json
 import os
 
@@ -9,7 +10,9 @@ import torch
 from lhl.data.sources import DATASETS
 from lhl.data.sources.synthetic import SyntheticRooms, cli
 from lhl.data.synthetic_rooms import writer
-from lhl.data.synthetic_rooms.camera import backproject, intrinsics, to_mtan_normals
+from lhl.data.synthetic_rooms.camera import backproject, intrinsics, look_rotation, to_mtan_normals
+from lhl.data.synthetic_rooms.render import render
+from lhl.data.synthetic_rooms.scene import CLASS_ID, sample_scene
 
 TINY = dict(n_train=8, n_val=4, height=32, width=48, seed=0)
 
@@ -158,3 +161,62 @@ def test_cli_writes_set_and_grid(tmp_path, capsys):
     assert "3 train / 2 val" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli(["--out", str(out)])
+
+
+# --- normal convention (lhl's NYUv2 convention: channels (z, y, x) of the OpenCV frame) -------
+def test_to_mtan_normals_reverses_the_axes():
+    np.testing.assert_array_equal(to_mtan_normals(np.array([0.1, 0.2, 0.3])), [0.3, 0.2, 0.1])
+    n = np.random.default_rng(0).normal(size=(4, 5, 3))
+    np.testing.assert_array_equal(to_mtan_normals(n), n[..., [2, 1, 0]])
+    assert SyntheticRooms.NORMAL_X_CHANNEL == 2
+
+
+def test_a_wall_seen_head_on_has_channel0_near_minus_one():
+    """Camera turned to face the far wall (z = room depth): its normal (0, 0, -1) in the camera frame is channel 0."""
+    scene = sample_scene(np.random.default_rng([0, 0, 3]))
+    scene = dataclasses.replace(scene, rotation=look_rotation(0.0, 0.0, 0.0))
+    v = render(scene, 48, 64, np.random.default_rng(1))
+    far = scene.room[2] - scene.camera[2]
+    wall = (v["clean_label"] == CLASS_ID["wall"]) & (np.abs(v["clean_depth"] - far) < 1e-3) & (v["depth"] > 0)
+    assert wall.sum() > 50
+    assert (v["normal"][wall][:, 0] < -0.8).all()
+    assert (np.abs(v["normal"][wall][:, 1:]) < 0.2).all()
+
+
+# --- an existing set must match the requested parameters -------------------------------------
+def test_root_holding_a_set_with_other_parameters_is_refused(tmp_path):
+    out = tmp_path / "set"
+    writer.write_set(out, writer.set_params(2, 1, 16, 16, 0))
+    assert len(SyntheticRooms(root=out, n_train=2, n_val=1, height=16, width=16)) == 2
+    with pytest.raises(ValueError) as err:
+        SyntheticRooms(root=out, n_train=3, n_val=1, height=16, width=16)
+    msg = str(err.value)
+    assert str(out) in msg and "'n_train': 2" in msg and "'n_train': 3" in msg
+    assert "data.options to {n_train: 2, n_val: 1, height: 16, width: 16, seed: 0}" in msg and "data.root" in msg
+    meta = json.loads((out / writer.META).read_text())
+    (out / writer.META).write_text(json.dumps({**meta, "version": writer.GENERATOR_VERSION - 1}))
+    with pytest.raises(ValueError, match="another generator version.*delete the folder"):
+        SyntheticRooms(root=out, n_train=2, n_val=1, height=16, width=16)
+
+
+def test_a_set_renamed_into_place_while_checking_is_used_not_refused(tmp_path, monkeypatch):
+    """Between the first meta.json check and the non-empty-folder check a rival finishes the set."""
+    params = writer.set_params(2, 1, 16, 16, 0)
+    out = tmp_path / "set"
+    real_finished, real_write = writer._finished, writer.write_set
+    looks = []
+
+    def rival_finishes_after_first_look(folder):
+        looks.append(folder)
+        if len(looks) == 1:
+            real_write(out, params)  # the rival's rename lands right after our first look
+            return False
+        return real_finished(folder)
+
+    def boom(*a, **k):
+        raise AssertionError("generated again although a finished set was in place")
+
+    monkeypatch.setattr(writer, "_finished", rival_finishes_after_first_look)
+    monkeypatch.setattr(writer, "write_set", boom)
+    assert writer.ensure_set(params, root=out) == out
+    assert len(looks) >= 2

@@ -198,12 +198,8 @@ class PhaseRunner:
         dm.augment = None
         if cfg.data.augment:
             from lhl.data.augment import DenseAugment
-            from lhl.data.sources import DATASETS
 
-            x_channel = getattr(DATASETS.get(cfg.data.dataset), "NORMAL_X_CHANNEL", 2)
-            dm.augment = DenseAugment(
-                {t: self.specs[t].kind for t in phase.tasks}, normal_x_channel=x_channel
-            )
+            dm.augment = DenseAugment.for_dataset(cfg.data, {t: self.specs[t].kind for t in phase.tasks})
         self.logger = build_logger(cfg, self.run_dir, phase.index, self.logger)
         pdir = self._phase_dir(phase)
         pdir.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 Random scale-crop as in MTAN's `RandomScaleCrop` (zoom by a scale from `scales`, crop back to the
 input size; image bilinear, labels nearest, depth divided by the scale since zooming in brings the
-scene closer) and a horizontal flip that also negates the normals' x component. Each sample gets
-its own scale, crop position and flip.
+scene closer, or multiplied for inverse depth / disparity) and a horizontal flip that also negates
+the normals' x component. Each sample gets its own scale, crop position and flip. Which channel is
+x and whether depth is inverse are properties of the dataset: `DenseAugment.for_dataset` reads them.
 """
 from __future__ import annotations
 
@@ -19,12 +20,32 @@ class DenseAugment:
 
     def __init__(
         self, kinds: Dict[str, str], scales: Sequence[float] = (1.0, 1.2, 1.5), flip: bool = True,
-        normal_x_channel: int = 2,
+        normal_x_channel: int = 2, depth_inverse: bool = False,
     ):
         self.kinds = dict(kinds)
         self.scales = torch.tensor(list(scales), dtype=torch.float32)
         self.flip = flip
         self.normal_x = normal_x_channel
+        self.depth_inverse = depth_inverse
+
+    @classmethod
+    def for_dataset(cls, data_cfg, kinds: Dict[str, str], **kwargs) -> "DenseAugment":
+        """The augmentation for `data_cfg`'s dataset: normals' x channel from `data.options.normal_x_channel`
+        or the dataset class's `NORMAL_X_CHANNEL`; depth multiplied on zoom if its `DEPTH_IS_INVERSE`."""
+        from lhl.data.checks import check_normal_x_channel
+        from lhl.data.datamodule import checked_options
+
+        dataset, options = checked_options(data_cfg)
+        x = check_normal_x_channel(options.get("normal_x_channel"), data_cfg.dataset)
+        if x is None:
+            x = getattr(dataset, "NORMAL_X_CHANNEL", None)
+        if x is None and "normal" in kinds.values():
+            raise ValueError(
+                f"data.augment: dataset '{data_cfg.dataset}' does not say which normal channel is x "
+                "(no NORMAL_X_CHANNEL); set data.options.normal_x_channel or data.augment=false"
+            )
+        return cls(kinds, normal_x_channel=2 if x is None else int(x),
+                   depth_inverse=bool(getattr(dataset, "DEPTH_IS_INVERSE", False)), **kwargs)
 
     def _boxes(self, b: int, h: int, w: int, device) -> tuple:
         idx = torch.randint(len(self.scales), (b,), device=device)
@@ -57,7 +78,7 @@ class DenseAugment:
             dtype = y.dtype
             y = crop_and_resize(y.float(), boxes, (h, w), mode="nearest", align_corners=True)
             if kind == "depth":
-                y = y / sc[:, None, None, None]
+                y = y * sc[:, None, None, None] if self.depth_inverse else y / sc[:, None, None, None]
             if flip is not None:
                 y = torch.where(flip[:, None, None, None], y.flip(-1), y)
                 if kind == "normal":

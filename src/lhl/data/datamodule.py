@@ -7,13 +7,15 @@ exactly, without the padding that would double-count samples.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import difflib
+import inspect
+from typing import Dict, List, Optional, Tuple
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
@@ -33,15 +35,48 @@ def _dist() -> tuple:
     return 0, 1
 
 
-def build_dataset(data_cfg: DictConfig, split: str, tasks: List[str]) -> Dataset:
+#: constructor arguments every dataset takes that are not options
+_SAMPLE_ARGS = ("self", "root", "split", "tasks")
+
+
+def dataset_options(cls) -> List[str]:
+    """The options a dataset takes: its constructor's named keyword parameters besides root, split, tasks."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind in kinds and n not in _SAMPLE_ARGS]
+
+
+def checked_options(data_cfg: DictConfig) -> Tuple[type, dict]:
+    """The dataset class and `data.options` as a plain dict, every key checked against its constructor."""
     cls = DATASETS.get(data_cfg.dataset)
-    options = dict(data_cfg.options or {})
+    raw = data_cfg.get("options") if isinstance(data_cfg, DictConfig) else getattr(data_cfg, "options", None)
+    options = OmegaConf.to_container(raw, resolve=True) if isinstance(raw, DictConfig) else dict(raw or {})
+    valid = dataset_options(cls)
+    bad = [k for k in options if k not in valid]
+    if bad:
+        near = difflib.get_close_matches(str(bad[0]), valid, n=1)
+        raise ValueError(
+            f"data.options.{bad[0]}: dataset '{data_cfg.dataset}' has no option '{bad[0]}'"
+            + (f" (did you mean '{near[0]}'?)" if near else "")
+            + (f"; also unknown: {bad[1:]}" if bad[1:] else "")
+            + f"; valid options: {', '.join(valid) or 'none'}"
+        )
+    return cls, options
+
+
+def build_dataset(data_cfg: DictConfig, split: str, tasks: List[str],
+                  index_tasks: Optional[List[str]] = None) -> Dataset:
+    """The dataset of `split` loading `tasks`; `index_tasks` (the sequence's tasks) fixes its sample
+    list for datasets that take that option, so every phase slices the same samples."""
+    cls, options = checked_options(data_cfg)
+    if index_tasks is not None and "index_tasks" in dataset_options(cls):
+        options["index_tasks"] = list(index_tasks)
     return cls(root=data_cfg.root, split=split, tasks=list(tasks), **options)
 
 
 def task_info(data_cfg: DictConfig) -> Dict[str, tuple]:
-    cls = DATASETS.get(data_cfg.dataset)
-    return dict(cls.task_info(**dict(data_cfg.options or {})))
+    cls, options = checked_options(data_cfg)
+    return dict(cls.task_info(**options))
 
 
 class LifelongDataModule(pl.LightningDataModule):
@@ -58,12 +93,13 @@ class LifelongDataModule(pl.LightningDataModule):
         self.augment = None  # a callable applied on the device to training batches (DenseAugment)
         self.channels_last = False
         self._slices = None
+        self._sliced_len = 0
 
     def prepare_data(self) -> None:
         """Generates a dataset that is made on demand (synthetic rooms) once, before ranks read it."""
-        cls = DATASETS.get(self.cfg.dataset)
+        cls, options = checked_options(self.cfg)
         if hasattr(cls, "prepare"):
-            cls.prepare(root=self.cfg.root, **dict(self.cfg.options or {}))
+            cls.prepare(root=self.cfg.root, **options)
 
     def set_phase(self, phase: Phase, eval_tasks: List[str]) -> None:
         self.phase = phase
@@ -72,13 +108,20 @@ class LifelongDataModule(pl.LightningDataModule):
     def _train_set(self) -> Dataset:
         key = tuple(self.phase.tasks)
         if key not in self._train_full:
-            self._train_full[key] = build_dataset(self.cfg, "train", self.phase.tasks)
+            self._train_full[key] = build_dataset(self.cfg, "train", self.phase.tasks, index_tasks=self.order)
         full = self._train_full[key]
         if self.phase.slice is None:
             return full
         if self._slices is None:
             self._slices = phase_slices(
                 len(full), len(self.order), self.cfg.shuffle_split, self.cfg.split_seed
+            )
+            self._sliced_len = len(full)
+        elif len(full) != self._sliced_len:  # slices index one sample list: it must not change per phase
+            raise RuntimeError(
+                f"data.dataset={self.cfg.dataset}: the train set lists {len(full)} samples for tasks "
+                f"{list(self.phase.tasks)} but {self._sliced_len} when the phase slices were cut; a dataset "
+                "must list the same samples whatever labels it loads (see its index_tasks option)"
             )
         return Subset(full, self._slices[self.phase.slice].tolist())
 
@@ -107,7 +150,7 @@ class LifelongDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        ds = build_dataset(self.cfg, "val", self.eval_tasks)
+        ds = build_dataset(self.cfg, "val", self.eval_tasks, index_tasks=self.order)
         rank, world = _dist()
         sampler = (
             UnrepeatedDistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)

@@ -6,8 +6,6 @@ float32 with 0 = invalid, normal (H, W, 3) float32 with all-zero = invalid.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Tuple
 
@@ -16,20 +14,34 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from lhl.io import atomic_open
+
 
 def save_npy(path: Path, array: np.ndarray) -> None:
     """Write one .npy atomically (temp file in the same folder, then os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as f:
+        np.save(f, array)
+
+
+def refuse_stale(out, splits) -> None:
+    """Refuse to convert into split folders of `out` that already hold files.
+
+    Files are numbered 0..n-1 and never deleted, so a smaller re-conversion would leave an earlier
+    one's higher-numbered files behind, and the loader would read them back as samples.
+    """
+    out = Path(out)
+    for split in splits:
+        folder = out / split
+        if folder.is_dir() and any(folder.iterdir()):
+            names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+            files = sum(1 for p in folder.rglob("*") if p.is_file())
+            raise FileExistsError(
+                f"--out {out}: {folder} already holds {', '.join(names[:4])}{', ...' if len(names) > 4 else ''} "
+                f"({files} files) from an earlier conversion, whose left-over files would be read back as "
+                f"samples; fix: choose a new or empty --out, or delete {folder}"
+            )
+        if folder.exists() and not folder.is_dir():
+            raise FileExistsError(f"--out {out}: {folder} is a file; fix: choose a new or empty --out")
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -57,4 +69,4 @@ def resize_image(rgb: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return x[0].permute(1, 2, 0).clamp(0, 1).numpy().astype(np.float32)
 
 
-__all__ = ["save_npy", "read_png", "resize_nearest", "resize_image"]
+__all__ = ["save_npy", "read_png", "refuse_stale", "resize_nearest", "resize_image"]

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from lhl.data.convert import read_png, resize_image, resize_nearest, save_npy
+from lhl.data.convert import read_png, refuse_stale, resize_image, resize_nearest, save_npy
 
 SIZE = (128, 256)
 SPLITS = {"train": "train", "val": "val"}
@@ -103,8 +103,12 @@ def convert_frame(img: Path, lab: Path, disp: Path, size=SIZE) -> Dict[str, np.n
 
 
 def convert(src, out, size=SIZE, splits: Optional[Sequence[str]] = None) -> Dict[str, int]:
-    """Convert every official split present; returns {mtan_split: frame count}."""
+    """Convert every official split present; returns {mtan_split: frame count}.
+
+    Refuses split folders of `out` that already hold files (see `refuse_stale`).
+    """
     src, out = Path(src), Path(out)
+    refuse_stale(out, [SPLITS[s] for s in splits or SPLITS])
     counts = {}
     for official in splits or SPLITS:
         frames = find_frames(src, official)
@@ -119,9 +123,15 @@ def cli(argv=None) -> int:
     """`lhl data convert-cityscapes --src DIR --out DIR`."""
     ap = argparse.ArgumentParser(prog="lhl data convert-cityscapes", description=__doc__.split("\n")[0])
     ap.add_argument("--src", required=True, help="folder holding leftImg8bit/, gtFine/, disparity/")
-    ap.add_argument("--out", required=True, help="output folder (MTAN layout), e.g. $LHL_DATA/cityscapes")
+    ap.add_argument("--out", required=True,
+                    help="output folder (MTAN layout), e.g. $LHL_DATA/cityscapes; "
+                    "its split folders must be new or empty")
     ap.add_argument("--splits", nargs="+", default=list(SPLITS), choices=list(SPLITS))
     args = ap.parse_args(argv)
+    try:
+        refuse_stale(args.out, [SPLITS[s] for s in args.splits])
+    except FileExistsError as err:
+        ap.error(str(err))
     counts = convert(args.src, args.out, splits=args.splits)
     for split, n in counts.items():
         print(f"cityscapes: wrote {n} frames to {Path(args.out) / split}")

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import io as sio
 from scipy.ndimage import gaussian_filter
 
-from lhl.data.convert import resize_image, resize_nearest, save_npy
+from lhl.data.convert import refuse_stale, resize_image, resize_nearest, save_npy
 
 SIZE = (288, 384)
 # Kinect RGB intrinsics of the NYU Depth V2 toolbox (camera_params.m), for the 640x480 frames.
@@ -216,7 +216,11 @@ def convert_frame(rgb, depth, labels, size=SIZE, normals: str = "depth", source:
 
 
 def convert(mat_path, splits_path, out, size=SIZE, normals: str = "depth") -> Dict[str, int]:
-    """Convert the labelled release; returns {mtan_split: frame count}."""
+    """Convert the labelled release; returns {mtan_split: frame count}.
+
+    Refuses split folders of `out` that already hold files (see `refuse_stale`).
+    """
+    refuse_stale(out, ("train", "val"))
     mat = LabelledMat(mat_path)
     try:
         splits = load_splits(splits_path, len(mat))
@@ -236,10 +240,15 @@ def cli(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="lhl data convert-nyuv2", description=__doc__.split("\n")[0])
     ap.add_argument("--mat", required=True, help="nyu_depth_v2_labeled.mat")
     ap.add_argument("--splits", required=True, help="splits.mat (trainNdxs / testNdxs)")
-    ap.add_argument("--out", required=True, help="output folder (MTAN layout), e.g. $LHL_DATA/nyuv2")
+    ap.add_argument("--out", required=True,
+                    help="output folder (MTAN layout), e.g. $LHL_DATA/nyuv2; its split folders must be new or empty")
     ap.add_argument("--normals", choices=("depth", "zeros"), default="depth",
                     help="compute normals from depth (default) or write zeros (= invalid)")
     args = ap.parse_args(argv)
+    try:
+        refuse_stale(args.out, ("train", "val"))
+    except FileExistsError as err:
+        ap.error(str(err))
     counts = convert(args.mat, args.splits, args.out, normals=args.normals)
     for split, n in counts.items():
         print(f"nyuv2: wrote {n} frames to {Path(args.out) / split}")

@@ -6,7 +6,12 @@ Contract of a registered dataset class (see DESIGN.md section 7):
   a sample is a dict: "image" float32 [3, H, W] in [0, 1], "index" int, and one entry per
   requested task in the MTAN label format (semantic int64 [H, W] with -1 = ignore,
   depth float32 [1, H, W] with 0 = invalid, normal float32 [3, H, W] with all-zero = invalid).
-A missing root raises FileNotFoundError naming the dataset, the path, the config key and the fix.
+  the options (`data.options`) are the constructor's named keyword parameters, checked by name;
+  class attributes `NORMAL_X_CHANNEL` (stored normal channel that holds x, flipped by the
+  augmentation) and `DEPTH_IS_INVERSE` (depth grows as things come closer); an `index_tasks`
+  option, if taken, receives the sequence's tasks so every phase lists the same samples.
+A missing root raises FileNotFoundError naming the dataset, the path, the config key, the fix,
+what exists nearby (`lhl.data.checks.found_near`) and how to get the data.
 """
 import importlib
 import pkgutil

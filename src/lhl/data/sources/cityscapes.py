@@ -3,7 +3,9 @@
 Folders `{split}/{image,label_7,label_19,depth}/{i}.npy`. Task "semantic" reads `label_19`
 (the 19 official train ids) or `label_7` (the 7 official categories) by the `classes` option;
 -1 = ignore. Task "depth" is the release's inverse depth (official disparity / 65536, see
-`lhl.data.convert.cityscapes_official`), 0 = invalid. Build it with `lhl data convert-cityscapes`.
+`lhl.data.convert.cityscapes_official`), 0 = invalid: it grows as things come closer, so the
+scale augmentation multiplies it by the zoom (`DEPTH_IS_INVERSE`). Build it with
+`lhl data convert-cityscapes`.
 """
 from __future__ import annotations
 
@@ -18,6 +20,11 @@ CLASSES_19 = (
 )
 CLASSES_7 = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 CLASS_NAMES = {19: CLASSES_19, 7: CLASSES_7}
+OBTAIN = (
+    "download MTAN's preprocessed Cityscapes (github.com/lorenmt/mtan, 'cityscapes' .npy release; unpack so "
+    "that <root>/train/image/0.npy exists) or convert the official release (leftImg8bit, gtFine, disparity) "
+    "with `lhl data convert-cityscapes --src <official folder> --out <root>`"
+)
 
 
 def _check_classes(classes) -> int:
@@ -31,6 +38,9 @@ def _check_classes(classes) -> int:
 @DATASETS.register("cityscapes")
 class Cityscapes(MTANNpyDataset):
     """Cityscapes from `root` (default `$LHL_DATA/cityscapes`); see the module docstring."""
+
+    #: depth is disparity-like (larger = closer): zooming in multiplies it instead of dividing
+    DEPTH_IS_INVERSE = True
 
     def __init__(self, root=None, split="train", tasks=("semantic", "depth"), classes=19, **options):
         if options:
@@ -48,6 +58,7 @@ class Cityscapes(MTANNpyDataset):
             config_key="data.root",
             fix="set data.root=<folder with train/ and val/> or LHL_DATA=<parent of cityscapes/>, "
             "or convert the official release with `lhl data convert-cityscapes`",
+            obtain=OBTAIN,
         )
 
     @classmethod

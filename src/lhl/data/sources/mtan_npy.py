@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lhl.data.checks import found_near
+
 
 def folder_kind(folder: str) -> str:
     """The label kind stored in an MTAN folder: semantic (`label*`), depth or normal."""
@@ -73,18 +75,21 @@ class MTANNpyDataset(Dataset):
         dataset_name: str,
         config_key: str = "data.root",
         fix: Optional[str] = None,
+        obtain: Optional[str] = None,
     ):
         self.root = Path(root)
         self.split = split
         self.dataset_name = dataset_name
         self.tasks = list(tasks)
         fix = fix or f"set {config_key}=<folder holding {split}/image/0.npy> or LHL_DATA"
+        #: one line on how to get and prepare the data, ending every missing / malformed data error
+        self.obtain = obtain or "re-create the MTAN layout (lhl data convert-...)"
         split_dir = self.root / split
         for path in (self.root, split_dir, split_dir / "image"):
             if not path.is_dir():
                 raise FileNotFoundError(
                     f"{dataset_name}: folder {path} not found (config key {config_key}={self.root}); "
-                    f"fix: {fix}"
+                    f"{found_near(path)}; fix: {fix}; get the data: {self.obtain}"
                 )
         unknown = [t for t in self.tasks if t not in folders]
         if unknown:
@@ -99,15 +104,21 @@ class MTANNpyDataset(Dataset):
         if not self.indices:
             raise FileNotFoundError(
                 f"{dataset_name}: no {{i}}.npy files in {self.dirs['image']} "
-                f"(config key {config_key}={self.root}); fix: {fix}"
+                f"(config key {config_key}={self.root}); {found_near(self.dirs['image'])}; fix: {fix}; "
+                f"get the data: {self.obtain}"
             )
         for task in self.tasks:
-            found = _indices(self.dirs[task]) if self.dirs[task].is_dir() else []
+            folder = self.dirs[task]
+            found = _indices(folder) if folder.is_dir() else []
             if found != self.indices:
+                what = (
+                    f"{folder} holds {len(found)} .npy files with numbers that do not match the "
+                    f"{len(self.indices)} in {self.dirs['image']}" if folder.is_dir()
+                    else f"folder {folder} not found ({found_near(folder)})"
+                )
                 raise FileNotFoundError(
-                    f"{dataset_name}: {self.dirs[task]} holds {len(found)} .npy files with "
-                    f"numbers that do not match the {len(self.indices)} in {self.dirs['image']} "
-                    f"(task '{task}'); fix: re-convert or re-copy the {split} split completely"
+                    f"{dataset_name}: {what} (task '{task}'); fix: re-convert or re-copy the {split} split "
+                    f"completely; get the data: {self.obtain}"
                 )
 
     def __len__(self) -> int:
@@ -120,7 +131,7 @@ class MTANNpyDataset(Dataset):
         except (ValueError, OSError, EOFError) as err:
             raise ValueError(
                 f"{self.dataset_name}: cannot read {path} ({err}); the file is corrupt or not a "
-                ".npy array: re-convert or re-copy it"
+                f".npy array: re-convert or re-copy it; get the data: {self.obtain}"
             ) from None
         want = _CHANNELS[kind]
         channels = 1 if a.ndim == 2 else (a.shape[-1] if a.ndim == 3 else None)
@@ -129,7 +140,7 @@ class MTANNpyDataset(Dataset):
             raise ValueError(
                 f"{self.dataset_name}: {path} has shape {a.shape}, expected {expect}"
                 f"{' with H, W = ' + str(hw) if hw else ''} for the {kind} field; fix: re-convert "
-                "the dataset into the MTAN layout (lhl data convert-...)"
+                f"the dataset into the MTAN layout; get the data: {self.obtain}"
             )
         return a
 

@@ -5,16 +5,15 @@ Also `cli(argv)`, the `lhl data synth` command, which writes a set and a grid pi
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-
+from lhl.data.checks import check_normal_x_channel
 from lhl.data.sources.mtan_npy import MTANNpyDataset
 from lhl.data.sources.nyuv2 import CLASSES, FOLDERS, NYUv2
 from lhl.data.synthetic_rooms import writer
+from lhl.io import atomic_savefig
 from lhl.registry import DATASETS
 
 
@@ -23,23 +22,31 @@ class SyntheticRooms(MTANNpyDataset):
     """Procedural NYUv2-like rooms (13 classes, depth, normals), same label format as `nyuv2`.
 
     Options: n_train (1000), n_val (300), height (96), width (128), seed (0), cache
-    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`).
-    A given `root` is used as the set's folder: read as it is if it holds a set, else generated there.
+    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`),
+    normal_x_channel (for the augmentation only; default `NORMAL_X_CHANNEL`).
+    A given `root` is used as the set's folder: read as it is if it holds a set made with the same
+    parameters (else an error), generated there if it is missing or empty.
     """
 
     CLASSES = CLASSES
+    #: normals are stored (z, y, x) of the OpenCV camera frame (camera.to_mtan_normals)
+    NORMAL_X_CHANNEL = 2
 
     def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"),
-                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None):
+                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None, normal_x_channel=None):
+        check_normal_x_channel(normal_x_channel, "synthetic")
         self.params = writer.set_params(n_train, n_val, height, width, seed)
         folder = writer.ensure_set(self.params, cache=cache, root=root)
         super().__init__(folder, split, tasks, FOLDERS, dataset_name="synthetic", config_key="data.root",
-                         fix="delete the folder so it is regenerated, or unset data.root to use the cache")
+                         fix="delete the folder so it is regenerated, or unset data.root to use the cache",
+                         obtain="generated on demand: delete the folder, or write one with "
+                         "`lhl data synth --out DIR`")
 
     @classmethod
-    def prepare(cls, root=None, cache=None, **options) -> Path:
+    def prepare(cls, root=None, n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None,
+                normal_x_channel=None) -> Path:
         """Generate the set if missing (call once before DDP ranks start, e.g. in prepare_data)."""
-        return writer.ensure_set(writer.set_params(**options), cache=cache, root=root)
+        return writer.ensure_set(writer.set_params(n_train, n_val, height, width, seed), cache=cache, root=root)
 
     @classmethod
     def task_info(cls, **options) -> dict:
@@ -68,14 +75,9 @@ def save_grid(root, path, n: int = 4, split: str = "train") -> Path:
             if r == 0:
                 ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def cli(argv: Optional[Sequence[str]] = None) -> int:

@@ -3,9 +3,13 @@
 Files are matched across domains by their `point_X_view_Y` stem; `rgb` lists the samples.
 Decoding (Taskonomy release conventions):
   depth     `depth_zbuffer` uint16, units of 1/512 m (max 128 m); 65535 = invalid -> 0.
-  normal    `normal` RGB, n = v / 255 * 2 - 1 in the release's own axis order; pixels whose
-            decoded vector is shorter than 0.5 (the 127/128 "no data" grey) or whose
-            depth_zbuffer is invalid (when that file exists) -> all-zero (invalid).
+  normal    `normal` RGB, n = v / 255 * 2 - 1, channels (x, y, z) as stored, in the 2D3DS /
+            omnidata camera frame: +X right, +Y down, +Z toward the viewer (a surface facing the
+            camera is (0, 0, 1); stated by the omnidata maintainer, EPFL-VILAB/omnidata issue #13).
+            So a horizontal flip negates channel 0 (`NORMAL_X_CHANNEL`). Not NYUv2's convention:
+            the two datasets' normals are not interchangeable. Pixels whose decoded vector is
+            shorter than 0.5 (the 127/128 "no data" grey) or whose depth_zbuffer is invalid (when
+            that file exists) -> all-zero (invalid).
   semantic  `segment_semantic` uint8: 0 = unlabelled (-> -1, ignored), 1 = background,
             2..17 = the COCO indoor classes distilled from FCIS; stored value - 1, so
             `semantic_classes` (default 17) classes 0..16, as in Standley et al.'s Taskonomy
@@ -13,8 +17,11 @@ Decoding (Taskonomy release conventions):
   edge      `edge_texture` uint16 -> [0, 1] (v / 65535; 8-bit files v / 255).
   keypoints `keypoints2d` uint16 -> [0, 1] likewise.
 Options: `buildings: {train: [...], val: [...]}` or `split_file` (the release's CSV with columns
-`id,train,val,test` of 0/1 flags); `size: [H, W]` resizes (bilinear image and scalar maps,
-nearest labels); `drop_incomplete: true` skips samples lacking a requested domain instead of failing.
+`id,train,val,test` of 0/1 flags, e.g. `train_val_test_tiny.csv`; a relative path is taken
+inside `root`); `size: [H, W]` resizes (bilinear image and scalar maps, nearest labels);
+`drop_incomplete: true` skips samples lacking a domain instead of failing; `index_tasks` (set by
+the data module to the whole sequence's tasks) decides which samples are complete, so that every
+phase, whatever labels it loads, lists the same samples; `normal_x_channel` (augmentation only).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
+from lhl.data.checks import check_normal_x_channel, found_near
 from lhl.data.sources.nyuv2 import data_home
 from lhl.registry import DATASETS
 
@@ -43,6 +51,19 @@ DEPTH_UNITS_PER_METRE = 512.0
 DEPTH_INVALID = 65535
 SEMANTIC_CLASSES = 17
 _STEM = re.compile(r"^(point_\d+_view_\d+)_domain_.+\.png$")
+SPLIT_FIX = (
+    "put the release's split CSV there (columns id,train,val,test; e.g. train_val_test_tiny.csv from the "
+    "Taskonomy download's splits) or list the buildings with data.options.buildings={train: [...], val: [...]}"
+)
+
+
+def obtain(domains: Sequence[str]) -> str:
+    """One line on getting the data: the official download of the domains needed."""
+    return (
+        "download the split's buildings from the official Taskonomy release (github.com/StanfordVL/taskonomy, "
+        f"data/) with the domains {', '.join(['rgb', *domains])}, unpacked as <root>/<building>/<domain>/, "
+        "and its split CSV (e.g. train_val_test_tiny.csv) into <root>"
+    )
 
 
 def read_png(path: Path) -> Tuple[np.ndarray, int]:
@@ -88,8 +109,11 @@ def decode_scalar(v: np.ndarray, bits: int) -> np.ndarray:
     return (v.astype(np.float32) / float(2**bits - 1)).astype(np.float32)
 
 
-def buildings_for_split(split: str, buildings: Optional[Mapping] = None, split_file=None) -> List[str]:
-    """The building names of one split, from the `buildings` option or the release's split CSV."""
+def buildings_for_split(split: str, buildings: Optional[Mapping] = None, split_file=None, root=None) -> List[str]:
+    """The building names of one split, from the `buildings` option or the release's split CSV.
+
+    A relative `split_file` is taken inside `root` (the data root) when one is given.
+    """
     if buildings is not None:
         if split not in buildings:
             raise KeyError(
@@ -99,15 +123,23 @@ def buildings_for_split(split: str, buildings: Optional[Mapping] = None, split_f
     if split_file is None:
         raise ValueError(
             "taskonomy: choose buildings per split: set data.options.buildings={train: [...], val: [...]} "
-            "or data.options.split_file=<train_val_test CSV of the release>"
+            "or data.options.split_file=<train_val_test CSV of the release, relative to data.root>"
         )
     path = Path(split_file)
+    if root is not None and not path.is_absolute():
+        path = Path(root) / path
     if not path.is_file():
-        raise FileNotFoundError(f"taskonomy: split file {path} not found (data.options.split_file)")
+        raise FileNotFoundError(
+            f"taskonomy: split file {path} not found (data.options.split_file={str(split_file)!r}, relative "
+            f"paths are inside data.root); {found_near(path)}; fix: {SPLIT_FIX}"
+        )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "id" not in rows[0] or split not in rows[0]:
-        raise ValueError(f"{path}: needs a header with columns 'id' and '{split}' (0/1 flags)")
+        raise ValueError(
+            f"{path}: needs a header with columns 'id' and '{split}' (0/1 flags), found "
+            f"{list(rows[0]) if rows else 'no rows'}; fix: {SPLIT_FIX}"
+        )
     return [r["id"].strip() for r in rows if r[split].strip() in ("1", "1.0", "True", "true")]
 
 
@@ -134,6 +166,9 @@ def _resize(x: torch.Tensor, size, mode: str) -> torch.Tensor:
 class Taskonomy(Dataset):
     """Taskonomy samples {"image", "index", <task>...}; see the module docstring for the formats."""
 
+    #: normals are stored (x, y, z), +X right (omnidata issue #13): a flip negates channel 0
+    NORMAL_X_CHANNEL = 0
+
     def __init__(
         self,
         root=None,
@@ -144,34 +179,43 @@ class Taskonomy(Dataset):
         size: Optional[Sequence[int]] = None,
         semantic_classes: int = SEMANTIC_CLASSES,
         drop_incomplete: bool = False,
+        index_tasks: Optional[Sequence[str]] = None,
+        normal_x_channel: Optional[int] = None,
     ):
         self.root = Path(root) if root is not None else data_home() / "taskonomy"
         self.tasks = list(tasks)
-        unknown = [t for t in self.tasks if t not in DOMAINS]
+        # completeness is decided over these, so every phase of a sequence lists the same samples
+        self.index_tasks = list(dict.fromkeys([*self.tasks, *(index_tasks or [])]))
+        unknown = [t for t in self.index_tasks if t not in DOMAINS]
         if unknown:
             raise ValueError(f"taskonomy: unknown task(s) {unknown} in the tasks list; choose from {sorted(DOMAINS)}")
+        check_normal_x_channel(normal_x_channel, "taskonomy")  # used by the augmentation, not for loading
+        domains = [DOMAINS[t] for t in self.index_tasks]
+        get = obtain(domains)
         if not self.root.is_dir():
             raise FileNotFoundError(
-                f"taskonomy: folder {self.root} not found (config key data.root); fix: set data.root=<folder "
-                "holding one folder per building> or LHL_DATA=<parent of taskonomy/>"
+                f"taskonomy: folder {self.root} not found (config key data.root); {found_near(self.root)}; "
+                "fix: set data.root=<folder holding one folder per building> or LHL_DATA=<parent of taskonomy/>; "
+                f"get the data: {get}"
             )
         self.size = tuple(int(s) for s in size) if size is not None else None
         self.semantic_classes = int(semantic_classes)
         self.samples: List[Tuple[str, str]] = []
         self.files: Dict[str, Dict[Tuple[str, str], Path]] = {d: {} for d in ("rgb", *DOMAINS.values())}
-        missing: List[str] = []
-        for b in buildings_for_split(split, buildings, split_file):
+        missing: List[Path] = []
+        split_buildings = buildings_for_split(split, buildings, split_file, root=self.root)
+        for b in split_buildings:
             rgb_dir = self.root / b / "rgb"
             if not rgb_dir.is_dir():
                 raise FileNotFoundError(
-                    f"taskonomy: {rgb_dir} not found (building '{b}' of split '{split}'); "
-                    "fix: download that building or remove it from the split"
+                    f"taskonomy: {rgb_dir} not found (building '{b}' of split '{split}'); {found_near(rgb_dir)}; "
+                    f"fix: download that building or remove it from the split; get the data: {get}"
                 )
             found = {d: _stems(self.root / b / d) for d in self.files}
             for stem in sorted(found["rgb"]):
-                lacking = [DOMAINS[t] for t in self.tasks if stem not in found[DOMAINS[t]]]
+                lacking = [d for d in domains if stem not in found[d]]
                 if lacking:
-                    missing.append(f"{self.root / b / lacking[0] / stem}_domain_*.png")
+                    missing.append(self.root / b / lacking[0] / f"{stem}_domain_{lacking[0]}.png")
                     if drop_incomplete:
                         continue
                 self.samples.append((b, stem))
@@ -180,11 +224,16 @@ class Taskonomy(Dataset):
                         self.files[d][(b, stem)] = paths[stem]
         if missing and not drop_incomplete:
             raise FileNotFoundError(
-                f"taskonomy: {len(missing)} sample(s) lack a requested domain, e.g. {missing[0]}; "
-                "fix: download the missing domains, drop the task, or set data.options.drop_incomplete=true"
+                f"taskonomy: {len(missing)} sample(s) lack a domain of tasks {self.index_tasks}, e.g. {missing[0]} "
+                f"({found_near(missing[0])}); fix: download the missing domains, drop the task, or set "
+                f"data.options.drop_incomplete=true; get the data: {get}"
             )
         if not self.samples:
-            raise FileNotFoundError(f"taskonomy: no rgb/point_*_view_*_domain_rgb.png for split '{split}' under {self.root}")
+            where = self.root / split_buildings[0] / "rgb" if split_buildings else self.root
+            raise FileNotFoundError(
+                f"taskonomy: no complete point_*_view_*_domain_rgb.png samples for split '{split}' "
+                f"({len(split_buildings)} building(s)) under {self.root}; {found_near(where)}; get the data: {get}"
+            )
 
     def __len__(self) -> int:
         return len(self.samples)

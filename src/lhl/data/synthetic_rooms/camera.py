@@ -39,7 +39,7 @@ def look_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def to_mtan_normals(n_cam: np.ndarray) -> np.ndarray:
-    """OpenCV-frame normals (..., 3) as stored in NYUv2's MTAN files: channels (z, y, x)."""
+    """OpenCV-frame normals (..., 3) -> channels (z, y, x), lhl's NYUv2 convention (see sources/nyuv2.py)."""
     return n_cam[..., ::-1]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from lhl.data.synthetic_rooms.render import render
 from lhl.data.synthetic_rooms.scene import sample_scene
+from lhl.io import current_umask
 
 #: bump when the generator's output changes, so cached sets are rebuilt
 GENERATOR_VERSION = 1
@@ -70,6 +71,7 @@ def write_set(out, params: dict) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a shared cache must stay readable
         for split in SPLITS:
             _write_split(tmp, split, params[f"n_{split}"], params)
         (tmp / META).write_text(json.dumps({**params, "version": GENERATOR_VERSION}, indent=1))
@@ -83,16 +85,64 @@ def write_set(out, params: dict) -> Path:
     return out
 
 
+def _finished(folder: Path) -> bool:
+    """True once a complete set is in place (its meta.json is written last, then renamed in)."""
+    return (folder / META).exists()
+
+
+def _has_entries(folder: Path) -> bool:
+    try:
+        return any(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return folder.is_file()
+
+
+def check_meta(folder: Path, params: dict) -> None:
+    """Refuse a set whose meta.json records other parameters (or generator version) than asked for."""
+    try:
+        meta = json.loads((folder / META).read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"synthetic rooms: cannot read {folder / META} ({err}); fix: delete {folder} so it is regenerated"
+        ) from None
+    wanted = {**params, "version": GENERATOR_VERSION}
+    found = {k: meta.get(k) for k in wanted}
+    if found != wanted:
+        same_version = found["version"] == GENERATOR_VERSION
+        options = ", ".join(f"{k}: {found[k]}" for k in params)
+        raise ValueError(
+            f"synthetic rooms: {folder} holds a set made with {found}, but the requested set is {wanted}; "
+            + (f"fix: set data.options to {{{options}}} to read it, or " if same_version
+               else "it comes from another generator version; fix: ")
+            + "point data.root at a missing or empty folder, or delete the folder so it is regenerated"
+        )
+
+
 def ensure_set(params: dict, cache=None, root=None) -> Path:
-    """The folder of the set: `root` as given (generated there if missing), else the cache entry."""
+    """The folder of the set: `root` as given (generated there if missing), else the cache entry.
+
+    An existing set must have been made with `params` (its meta.json is compared).
+    """
     folder = Path(root) if root is not None else cache_dir(params, cache)
-    if not (folder / META).exists():
-        if folder.exists() and any(folder.iterdir()):
+    if not _finished(folder):
+        # another process may rename a finished set into place at any moment: re-check before refusing
+        if _has_entries(folder) and not _finished(folder):
             raise FileExistsError(
                 f"synthetic rooms: {folder} exists but has no {META}; fix: point data.root at an "
                 "empty or missing folder, or delete it so the set is regenerated"
             )
-        if folder.exists():
-            folder.rmdir()
-        write_set(folder, params)
+        if not _finished(folder):
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                if not _finished(folder):
+                    raise
+        if not _finished(folder):
+            n = params["n_train"] + params["n_val"]
+            print(f"synthetic rooms: generating {n} views at {params['height']}x{params['width']} "
+                  f"into {folder} (once; later runs read the cache)", flush=True)
+            write_set(folder, params)
+    check_meta(folder, params)
     return folder
