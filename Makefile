@@ -28,10 +28,10 @@ PARTITION ?=
 opt = $(if $(2),$(1)=$(2))
 RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
 
-.PHONY: install experiment compare report distill bench slurm test clean-runs help
+.PHONY: install experiment compare report distill bench bench-e2e slurm test clean-runs help
 
 help:
-	@echo "make install | experiment | compare | distill | bench | slurm | test  (see README.md)"
+	@echo "make install | experiment | compare | distill | bench | bench-e2e | slurm | test  (see README.md)"
 
 install: $(STAMP)
 
@@ -53,6 +53,9 @@ distill: install
 
 bench: install
 	$(BIN)/lhl bench $(ARGS)
+
+bench-e2e: install
+	$(BIN)/lhl bench-e2e $(ARGS)
 
 slurm: install
 	$(BIN)/lhl slurm seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) gpus=$(or $(GPUS),1) nodes=$(or $(NODES),1) time=$(TIME) $(call opt,partition,$(PARTITION)) $(ARGS)

@@ -131,6 +131,12 @@ def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_
     with pytest.raises(ValueError, match="model.head_width=8, not 16"):
         _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "model.head_width=16")
     assert (first / "config.yaml").read_text().count("head_width: 8") == 1
+    # a folder made before a schema key existed resumes: the missing key counts as its default
+    cfg_file = first / "config.yaml"
+    cfg_file.write_text(cfg_file.read_text().replace("  teacher_pass: shared\n", ""))
+    assert "teacher_pass" not in cfg_file.read_text()
+    _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
+         "eval.gallery_samples=0")
     a = run_dir_of(load_config([], ["method=had"]))
     b = run_dir_of(load_config([], ["method=had_faithful"]))
     assert a != b and b.parts[-2] == "had_faithful"

@@ -104,6 +104,31 @@ def test_teacher_is_frozen_outside_module_and_one_backbone_pass():
     assert net.heads["semantic"].classifier.weight.grad is not None  # old heads distilled
 
 
+def test_release_style_teacher_pass_runs_the_backbone_per_old_task_with_the_same_loss():
+    net, specs = tiny_net()
+    for s in specs.values():
+        net.add_head(s)
+    net.eval()  # no dropout, so both steps see the same student outputs
+    teacher = freeze_copy(net, ["semantic", "depth"])
+    method = METHODS.get("had")(METHODS.get("had").Options(), specs)
+    batch = {"image": torch.rand(2, 3, 32, 32), "normal": torch.nn.functional.normalize(torch.randn(2, 3, 32, 32), dim=1)}
+    losses, passes = {}, {}
+    for mode in ("shared", "per_task"):
+        train_cfg = OmegaConf.structured(Config).train
+        train_cfg.teacher_pass = mode
+        mod = LifelongModule(net, method, Phase(2, ["normal"], 2), ["semantic", "depth"], ["normal"], train_cfg)
+        mod.set_teacher(teacher)
+        calls = []
+        hook = teacher.backbone.register_forward_hook(lambda *a: calls.append(1))
+        losses[mode] = mod.training_step(batch, 0).detach()
+        hook.remove()
+        passes[mode] = len(calls)
+    assert passes == {"shared": 1, "per_task": 2}
+    assert torch.allclose(losses["shared"], losses["per_task"], rtol=1e-6)
+    with pytest.raises(ConfigError, match="train.teacher_pass"):
+        load_config([], ["train.teacher_pass=twice"])
+
+
 def test_nan_loss_raises_clear_error():
     net, specs = tiny_net()
     net.add_head(specs["depth"])

@@ -19,6 +19,7 @@ commands:
   data convert-cityscapes --src DIR --out DIR
   distill [--kd ...] [key=value ...]      cross-architecture distillation (HeteroAKD and baselines)
   bench [--out FILE] [...]                training-step throughput of finetune / LwF / HAD
+  bench-e2e [--seq S --method M] [k=v]    a whole sequence timed as lhl runs it and as the release does
   slurm [key=value ...]                   write (and submit) an sbatch script
 """
 
@@ -29,6 +30,7 @@ COMMANDS = {
     "report": "lhl.results:cli",
     "distill": "lhl.distill.run:cli",
     "bench": "lhl.bench:cli",
+    "bench-e2e": "lhl.bench_e2e:cli",
     "slurm": "lhl.slurm:cli",
 }
 DATA_COMMANDS = {

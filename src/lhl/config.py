@@ -77,6 +77,9 @@ class TrainConfig:
     gradient_clip_val: Optional[float] = None
     log_every_n_steps: int = 10
     progress_bar: bool = True
+    # shared: one teacher backbone pass per step for all old heads; per_task: one pass per old
+    # task, as the release runs it (only for measuring what the shared pass saves)
+    teacher_pass: str = "shared"
 
 
 @dataclass
@@ -225,6 +228,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("sequence.tasks: the sequence needs at least one task")
     if len(set(cfg.sequence.tasks)) != len(cfg.sequence.tasks):
         raise ConfigError(f"sequence.tasks={list(cfg.sequence.tasks)}: a task appears twice")
+    if cfg.train.teacher_pass not in ("shared", "per_task"):
+        raise ConfigError(f"train.teacher_pass={cfg.train.teacher_pass!r}: use shared or per_task")
     if cfg.train.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"train.optimizer={cfg.train.optimizer!r}: use adam, adamw or sgd")
 

@@ -88,7 +88,10 @@ class LifelongModule(pl.LightningModule):
         teacher = None
         if self.needs_teacher():
             with torch.no_grad():
-                teacher = self._teacher_fn(images, self.old)
+                if self.train_cfg.get("teacher_pass", "shared") == "per_task":  # the release's way
+                    teacher = {t: self._teacher_fn(images, [t])[t] for t in self.old}
+                else:
+                    teacher = self._teacher_fn(images, self.old)
         loss, logs = self.method.training_loss(student, teacher, batch, list(self.phase.tasks), self.old)
         extra, extra_logs = self.method.extra_loss(self.network, batch, self.phase)
         if extra is not None:

@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.callbacks import TeacherSwap
-from lhl.config import method_tag, to_yaml
+from lhl.config import Config, method_tag, to_yaml
 from lhl.data.datamodule import LifelongDataModule, build_dataset, phase_seed, task_info
 from lhl.data.sequence import Sequence
 from lhl.io import atomic_write_text
@@ -62,7 +62,8 @@ def build_network(cfg: DictConfig) -> MultiHeadPredictor:
 RESUMABLE_CHANGES = (
     "run.resume", "logger", "train.progress_bar", "train.log_every_n_steps", "data.num_workers",
     "data.eval_batch_size", "train.devices", "train.num_nodes", "train.strategy", "train.accelerator",
-    "train.precision", "train.compile", "train.channels_last", "eval.gallery_samples",
+    "train.precision", "train.compile", "train.channels_last", "train.teacher_pass",
+    "eval.gallery_samples",
 )
 
 
@@ -84,11 +85,14 @@ def _check_same_run(run_dir: Path, cfg: DictConfig) -> None:
         return
     old = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
     new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    # a key added to the schema after the folder was made counts as its default there
+    defaults = _flat(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
     for key in sorted(set(old) | set(new)):
-        if key.startswith(RESUMABLE_CHANGES) or old.get(key) == new.get(key):
+        before = old.get(key, defaults.get(key))
+        if key.startswith(RESUMABLE_CHANGES) or before == new.get(key):
             continue
         raise ValueError(
-            f"{path}: this run folder was made with {key}={old.get(key)!r}, not {new.get(key)!r}. "
+            f"{path}: this run folder was made with {key}={before!r}, not {new.get(key)!r}. "
             "Use another run.name / run.out_dir, set the old value, or delete the folder to start over."
         )
 
