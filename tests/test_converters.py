@@ -18,6 +18,17 @@ needs_nyu = pytest.mark.skipif(not NYU_FIX.is_dir(), reason=f"{NYU_FIX} absent")
 
 
 # --- Cityscapes --------------------------------------------------------------------------------
+def assert_only_border_disagreements(mapped, expected):
+    """The fixture's PNGs were downsampled separately: the few disagreements (< 0.5 %) must sit on
+    class borders, each explained by the expected label of a pixel within one."""
+    bad = mapped != expected
+    assert bad.mean() < 0.005
+    padded = np.pad(expected, 1, constant_values=-9)
+    h, w = expected.shape
+    neighbours = np.stack([padded[1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    assert (neighbours[:, bad] == mapped[bad]).any(axis=0).all()
+
+
 def test_cityscapes_mappings_by_hand():
     ids = np.array([7, 8, 26, 0, 9, 33, 23, 24, 255, 29])
     np.testing.assert_array_equal(cs.map_label_ids(ids, 19), [0, 1, 13, -1, -1, 18, 10, 11, -1, -1])
@@ -45,14 +56,7 @@ def test_cityscapes_train_ids_match_official_fixture():
     for lid in np.unique(ids):
         values, counts = np.unique(expected[ids == lid], return_counts=True)
         assert values[counts.argmax()] == cs.LABEL_TO_TRAIN[lid], lid
-    # the fixture's two PNGs were downsampled separately: the few disagreements sit on class
-    # borders, each explained by a label within one pixel
-    bad = mapped != expected
-    assert bad.mean() < 0.005
-    padded = np.pad(expected, 1, constant_values=-9)
-    h, w = expected.shape
-    neighbours = np.stack([padded[1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
-    assert (neighbours[:, bad] == mapped[bad]).any(axis=0).all()
+    assert_only_border_disagreements(mapped, expected)
 
 
 def _official_tree(root, split, frames):
@@ -245,14 +249,7 @@ def test_cityscapes_categories_match_official_train_ids_fixture():
     labelled = train != 255
     assert labelled.mean() > 0.8 and set(np.unique(expected[labelled])) == set(range(7))
     assert ((mapped == expected)[labelled]).mean() > 0.995
-    # the fixture's PNGs were downsampled separately: each disagreement sits on a border, explained
-    # by the trainId-derived category of a pixel within one
-    bad = mapped != expected
-    assert bad.mean() < 0.005
-    padded = np.pad(expected, 1, constant_values=-9)
-    h, w = expected.shape
-    neighbours = np.stack([padded[1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
-    assert (neighbours[:, bad] == mapped[bad]).any(axis=0).all()
+    assert_only_border_disagreements(mapped, expected)
 
 
 # --- stale output ------------------------------------------------------------------------------
