@@ -146,8 +146,10 @@ def test_compare_mean_std(tmp_path):
     assert had["forgetting"]["semantic"]["miou"]["mean"] == pytest.approx(0.0)
     assert obj["methods"]["finetune"]["forgetting"]["semantic"]["miou"]["mean"] == pytest.approx(0.4)
     assert "0.5000 ± 0.1414" in md and "finetune (n=2)" in md and "## Δ vs reference" in md
+    assert "| had | -6.25 ± 7.07 |" in md  # the sign belongs to the mean, not the spread
     md2, obj2 = compare(dirs | {"single_task": [ref]}, ref="single_task")
     assert obj2["methods"]["single_task"]["delta"]["mean"] == pytest.approx(0.0)
+    assert "| single_task | +0.00 |" in md2  # one run: the value, no ± 0
 
 
 # --- atomic writes ----------------------------------------------------------------------------------

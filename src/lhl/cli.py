@@ -60,8 +60,21 @@ def run_main(argv: List[str]) -> int:
     return 0
 
 
+def _quiet_library_noise() -> None:
+    """Drop two messages a user can do nothing about: Lightning's advertising tip at every Trainer
+    and its own deprecation warning on newer torch (lightning/pytorch/utilities/_pytree.py)."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.getMessage()).startswith("💡 Tip")
+    )
+
+
 def main(argv: List[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_library_noise()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -325,11 +325,14 @@ def _nested_stats(per_run: Sequence[Metrics]) -> Dict[str, Dict[str, dict]]:
 
 
 def _pm(s: Optional[dict], spec: str = ".4f") -> str:
+    """`mean ± std` (the mean alone for a single run); a sign in `spec` applies to the mean only."""
     if not s:
         return "—"
     if s["mean"] is None or math.isnan(s["mean"]):
         return "nan"
-    return f"{s['mean']:{spec}} ± {s['std']:{spec}}"
+    if s.get("n", 2) < 2:
+        return f"{s['mean']:{spec}}"
+    return f"{s['mean']:{spec}} ± {s['std']:{spec.lstrip('+')}}"
 
 
 def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
