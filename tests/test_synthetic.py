@@ -220,3 +220,23 @@ def test_a_set_renamed_into_place_while_checking_is_used_not_refused(tmp_path, m
     monkeypatch.setattr(writer, "write_set", boom)
     assert writer.ensure_set(params, root=out) == out
     assert len(looks) >= 2
+
+
+
+def test_parallel_generation_writes_the_same_files_as_sequential(tmp_path, monkeypatch):
+    """Views are seeded one by one, so the process pool must not change a single byte."""
+    import filecmp
+
+    monkeypatch.setattr(writer, "POOL_MIN_PIXELS", 0)  # the pool normally starts for large sets only
+    params = writer.set_params(6, 4, 16, 16, 3)
+    for split, n in (("train", 6), ("val", 4)):
+        writer._write_split(tmp_path / "seq", split, n, params, workers=1)
+        writer._write_split(tmp_path / "pool", split, n, params, workers=2)
+    for split in ("train", "val"):
+        for name in ("image", "label", "depth", "normal"):
+            a, b = tmp_path / "seq" / split / name, tmp_path / "pool" / split / name
+            names = sorted(p.name for p in a.iterdir())
+            assert len(names) == (6 if split == "train" else 4)
+            assert names == sorted(p.name for p in b.iterdir())
+            _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+            assert not mismatch and not errors, (split, name, mismatch)

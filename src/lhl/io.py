@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
 
-import torch
 
 PathLike = Union[str, os.PathLike]
 
@@ -63,7 +63,8 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [to_jsonable(v) for v in obj]
-    if isinstance(obj, torch.Tensor):
+    torch = sys.modules.get("torch")  # not imported here: light users (the data generator) skip it
+    if torch is not None and isinstance(obj, torch.Tensor):
         return to_jsonable(obj.detach().cpu().tolist())
     if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", None) == 0:
         return to_jsonable(obj.item())
@@ -84,6 +85,8 @@ def atomic_write_json(path: PathLike, obj: Any) -> Path:
 
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:
     """`torch.save(obj, path)` through a temp file, so a killed job never leaves a torn checkpoint."""
+    import torch
+
     with atomic_open(path) as f:
         torch.save(obj, f)
     return Path(path)

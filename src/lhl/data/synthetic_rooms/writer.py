@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -23,6 +26,8 @@ from lhl.io import current_umask
 GENERATOR_VERSION = 1
 SPLITS = {"train": 0, "val": 1}
 META = "meta.json"
+#: below this many pixels in a split, views are rendered in this process (a pool's start-up costs more)
+POOL_MIN_PIXELS = 2_000_000
 
 
 def set_params(n_train: int = 1000, n_val: int = 300, height: int = 96, width: int = 128, seed: int = 0) -> dict:
@@ -51,20 +56,42 @@ def generate_sample(seed: int, split: str, index: int, height: int, width: int) 
     return render(sample_scene(rng), height, width, rng)
 
 
-def _write_split(folder: Path, split: str, n: int, params: dict) -> None:
-    dirs = {name: folder / split / name for name in ("image", "label", "depth", "normal")}
-    for d in dirs.values():
-        d.mkdir(parents=True)
-    for i in range(n):
-        s = generate_sample(params["seed"], split, i, params["height"], params["width"])
-        np.save(dirs["image"] / f"{i}.npy", s["image"].astype(np.float16))
-        np.save(dirs["label"] / f"{i}.npy", s["label"].astype(np.int8))
-        np.save(dirs["depth"] / f"{i}.npy", s["depth"])
-        np.save(dirs["normal"] / f"{i}.npy", s["normal"].astype(np.float16))
+def _write_sample(folder: Path, split: str, i: int, params: dict) -> None:
+    s = generate_sample(params["seed"], split, i, params["height"], params["width"])
+    np.save(folder / split / "image" / f"{i}.npy", s["image"].astype(np.float16))
+    np.save(folder / split / "label" / f"{i}.npy", s["label"].astype(np.int8))
+    np.save(folder / split / "depth" / f"{i}.npy", s["depth"])
+    np.save(folder / split / "normal" / f"{i}.npy", s["normal"].astype(np.float16))
 
 
-def write_set(out, params: dict) -> Path:
-    """Generate the set into `out` atomically; if `out` already exists (another writer won), keep it."""
+def _write_split(folder: Path, split: str, n: int, params: dict, workers: int = 1) -> None:
+    """Every view of a split; with `workers` > 1 in a process pool (each view has its own seed, so
+    the files are the same whatever the number of workers)."""
+    for name in ("image", "label", "depth", "normal"):
+        (folder / split / name).mkdir(parents=True)
+    if workers <= 1 or n * params["height"] * params["width"] < POOL_MIN_PIXELS:
+        for i in range(n):
+            _write_sample(folder, split, i, params)
+        return
+    # spawn, not fork: the parent may hold torch's thread pools, which do not survive a fork
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        jobs = [pool.submit(_write_sample, folder, split, i, params) for i in range(n)]
+        for job in jobs:
+            job.result()
+
+
+def default_workers() -> int:
+    """The CPUs this process may use, at most 16 (`LHL_SYNTH_WORKERS` overrides)."""
+    env = os.environ.get("LHL_SYNTH_WORKERS")
+    if env:
+        return max(1, int(env))
+    return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def write_set(out, params: dict, workers: Optional[int] = None) -> Path:
+    """Generate the set into `out` atomically; if `out` already exists (another writer won), keep it.
+    `workers`: processes rendering views (default: `default_workers()`)."""
     out = Path(out)
     if out.exists():
         return out
@@ -73,7 +100,7 @@ def write_set(out, params: dict) -> Path:
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a shared cache must stay readable
         for split in SPLITS:
-            _write_split(tmp, split, params[f"n_{split}"], params)
+            _write_split(tmp, split, params[f"n_{split}"], params, default_workers() if workers is None else workers)
         (tmp / META).write_text(json.dumps({**params, "version": GENERATOR_VERSION}, indent=1))
         os.rename(tmp, out)
     except OSError:
