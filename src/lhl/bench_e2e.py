@@ -69,7 +69,7 @@ def time_run(overrides: List[str], out_dir: Path) -> Dict:
 
 
 def cli(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(prog="lhl bench-e2e", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="lhl bench-e2e", description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--seq", default="nyu_s1_paper", help="sequence preset (default nyu_s1_paper)")
     p.add_argument("--method", default="had_faithful", help="method preset (default had_faithful)")
     p.add_argument("--data", choices=("auto", "preset", "synthetic"), default="auto",
