@@ -151,9 +151,36 @@ def test_ewc_penalty_zero_at_anchor_hand_value_and_quadratic_growth():
     assert torch.allclose(two, 4 * one, rtol=1e-10)
 
 
-def test_current_head_is_free_and_old_head_is_anchored():
+@pytest.mark.parametrize("name", ["ewc", "si", "mas"])
+def test_old_heads_are_left_alone_unless_anchor_heads(name):
+    """By default only the backbone is anchored: an old head gets no gradient from the penalty (so the
+    optimiser, weight decay included, skips it and it stays exactly as learned)."""
     net, tasks = tiny()
-    ewc = make("ewc", tasks)
+    method = make(name, tasks)
+    phase = Phase(0, ["depth"], 0)
+    method.on_phase_start(phase, net)
+    if name == "si":
+        for p in net.parameters():
+            p.grad = torch.ones_like(p)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.sub_(0.1)
+        method.after_optimizer_step(net)
+    method.on_phase_end(phase, net, depth_batches())
+    assert method.terms and all(n.startswith("backbone.") for n in method.terms[0]["importance"])
+    with torch.no_grad():
+        net.heads["depth"].weight.add_(0.5)
+    assert method.extra_loss(net, {}, Phase(1, ["seg"], 1))[0].item() == 0.0
+    with torch.no_grad():
+        net.backbone.weight.add_(0.5)
+    value = method.extra_loss(net, {}, Phase(1, ["seg"], 1))[0]
+    grads = torch.autograd.grad(value, [net.heads["depth"].weight, net.backbone.weight], allow_unused=True)
+    assert value > 0 and grads[0] is None and grads[1].abs().sum() > 0
+
+
+def test_current_head_is_free_and_old_head_is_anchored_with_anchor_heads():
+    net, tasks = tiny()
+    ewc = make("ewc", tasks, anchor_heads=True)
     ewc.on_phase_end(Phase(0, ["depth"], 0), net, depth_batches())
     with torch.no_grad():
         net.heads["seg"].weight.add_(5.0)
@@ -410,7 +437,7 @@ def test_estimation_on_predictor_every_task_type_leaves_network_as_found(predict
     flags = {n: m.training for n, m in net.named_modules()}
     buffers = {n: b.clone() for n, b in net.named_buffers()}
     for name in ("ewc", "mas"):
-        method = make(name, {"t": spec, "other": other})
+        method = make(name, {"t": spec, "other": other}, anchor_heads=True)  # the estimates of every part
         method.on_phase_end(Phase(1, ["t"], 1), net, loader)
         imp = method.terms[0]["importance"]
         assert {n: m.training for n, m in net.named_modules()} == flags

@@ -11,13 +11,15 @@ from typing import Dict, Optional
 
 from torch import Tensor, nn
 
-from lhl.methods._importance import QuadraticRegulariser, gradient_statistic, regularised_parameters
-from lhl.methods.base import MethodOptions, Phase
+from lhl.methods._importance import (
+    QuadraticRegulariser, RegulariserOptions, gradient_statistic, regularised_parameters,
+)
+from lhl.methods.base import Phase
 from lhl.registry import METHODS
 
 
 @dataclass
-class EWCOptions(MethodOptions):
+class EWCOptions(RegulariserOptions):
     """EWC's options.
 
     lambda_: penalty weight λ (`lambda` is a Python keyword, hence the underscore). The Fisher

@@ -12,13 +12,15 @@ from typing import Dict, Optional
 
 from torch import Tensor, nn
 
-from lhl.methods._importance import QuadraticRegulariser, gradient_statistic, regularised_parameters
-from lhl.methods.base import MethodOptions, Phase
+from lhl.methods._importance import (
+    QuadraticRegulariser, RegulariserOptions, gradient_statistic, regularised_parameters,
+)
+from lhl.methods.base import Phase
 from lhl.registry import METHODS
 
 
 @dataclass
-class MASOptions(MethodOptions):
+class MASOptions(RegulariserOptions):
     """MAS's options.
 
     lambda_: penalty weight λ (1.0 as in the paper's object-recognition experiments; `lambda`

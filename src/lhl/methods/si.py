@@ -15,13 +15,15 @@ from typing import Any, Dict
 import torch
 from torch import Tensor, nn
 
-from lhl.methods._importance import QuadraticRegulariser, regularised_parameters, snapshot
-from lhl.methods.base import MethodOptions, Phase
+from lhl.methods._importance import (
+    QuadraticRegulariser, RegulariserOptions, regularised_parameters, snapshot,
+)
+from lhl.methods.base import Phase
 from lhl.registry import METHODS
 
 
 @dataclass
-class SIOptions(MethodOptions):
+class SIOptions(RegulariserOptions):
     """SI's options.
 
     c: penalty weight (Zenke et al. swept 0.01–1 on CIFAR; per-pixel mean losses are O(1) like
