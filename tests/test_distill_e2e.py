@@ -1,5 +1,6 @@
 """Segmenters of both families, the distill config, and a tiny end-to-end `lhl distill` on CPU."""
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -76,9 +77,13 @@ def test_cli_flags_and_data_preset():
 
 
 def _make_distill_argv(*make_args):
-    """The `lhl distill` arguments `make -n distill ...` would run."""
+    """The `lhl distill` arguments `make -n distill ...` would run (outside any calling make: a
+    `make test ARGS=...` would hand its variables down through MAKEFLAGS)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS", "KD", "TEACHER",
+                        "STUDENT", "DATA", "TEACHER_CKPT")}
     out = subprocess.run(["make", "-n", "-C", str(REPO), "distill", *make_args], capture_output=True,
-                         text=True, check=True).stdout
+                         text=True, check=True, env=env).stdout
     line = [ln for ln in out.splitlines() if "lhl distill" in ln][-1]
     words = shlex.split(line)
     return words[words.index("distill") + 1:]
