@@ -5,6 +5,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from lhl.config import ConfigError, load_config
 from lhl.data.augment import DenseAugment
 from lhl.data.sources.nyuv2 import NYUv2
 
@@ -23,8 +24,9 @@ def _batch(b=6, h=8, w=10):
     }
 
 
-def _data(dataset, **options):
-    return OmegaConf.create({"dataset": dataset, "root": None, "options": options})
+def _data(dataset, normal_x_channel=None, **options):
+    return OmegaConf.create({"dataset": dataset, "root": None, "options": options,
+                             "normal_x_channel": normal_x_channel})
 
 
 @pytest.mark.parametrize("make, x", [
@@ -65,10 +67,9 @@ def test_for_dataset_takes_the_x_channel_from_the_option_else_the_class():
     assert DenseAugment.for_dataset(_data("synthetic"), KINDS).normal_x == 2
     assert DenseAugment.for_dataset(_data("synthetic", normal_x_channel=1), KINDS).normal_x == 1
     assert DenseAugment.for_dataset(_data("taskonomy", normal_x_channel=2), KINDS).normal_x == 2
-    with pytest.raises(ValueError, match="normal_x_channel=3"):
-        DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=3), KINDS)
-    with pytest.raises(ValueError, match="data.options.normal_x_channel.*cityscapes"):
-        DenseAugment.for_dataset(_data("cityscapes", normal_x_channel=0), {"depth": "depth"})
+    with pytest.raises(ConfigError, match="data.normal_x_channel=3"):
+        load_config([], ["data.normal_x_channel=3"])
+    assert load_config([], ["data.normal_x_channel=0"]).data.normal_x_channel == 0
 
 
 def test_for_dataset_without_a_known_x_channel_refuses_normals(monkeypatch):

@@ -202,7 +202,7 @@ def test_taskonomy_normal_frame_and_relative_split_file(tmp_path):
     assert Taskonomy.NORMAL_X_CHANNEL == 0
     _write_building(tmp_path, "a")
     (tmp_path / "split.csv").write_text("id,train,val,test\na,1,0,0\n")
-    ds = Taskonomy(tmp_path, "train", tasks=("depth",), split_file="split.csv", normal_x_channel=0)
+    ds = Taskonomy(tmp_path, "train", tasks=("depth",), split_file="split.csv")
     assert len(ds) == 2
     with pytest.raises(FileNotFoundError) as err:
         Taskonomy(tmp_path, "train", tasks=("depth",), split_file="train_val_test_tiny.csv")

@@ -133,13 +133,11 @@ def test_corrupt_file_and_wrong_shape_are_clear_errors(tmp_path):
     assert ds[0]["depth"].shape == (1, 4, 6)
 
 
-def test_normal_x_channel_option_is_accepted_and_does_not_change_loading(tmp_path):
+def test_nyuv2_flip_channel_default_and_no_options(tmp_path):
     _write(tmp_path)
-    plain, opted = NYUv2(root=tmp_path)[0], NYUv2(root=tmp_path, normal_x_channel=0)[0]
-    assert torch.equal(plain["normal"], opted["normal"])
     assert NYUv2.NORMAL_X_CHANNEL == 2
-    with pytest.raises(ValueError, match="normal_x_channel"):
-        NYUv2(root=tmp_path, normal_x_channel=3)
+    with pytest.raises(TypeError, match="nyuv2 takes no options"):
+        NYUv2(root=tmp_path, normal_x_channel=0)
 
 
 def test_missing_data_errors_show_what_is_there_and_how_to_get_it(tmp_path):

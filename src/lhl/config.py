@@ -38,6 +38,7 @@ class DataConfig:
     shuffle_split: bool = False  # permute the train set before cutting it into phase slices
     split_seed: int = 0
     augment: bool = False  # GPU-side random scale-crop + flip (normals' x flips too)
+    normal_x_channel: Optional[int] = None  # stored normal channel the flip negates; None: the dataset's
 
 
 @dataclass
@@ -228,6 +229,11 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("sequence.tasks: the sequence needs at least one task")
     if len(set(cfg.sequence.tasks)) != len(cfg.sequence.tasks):
         raise ConfigError(f"sequence.tasks={list(cfg.sequence.tasks)}: a task appears twice")
+    if cfg.data.normal_x_channel not in (None, 0, 1, 2):
+        raise ConfigError(
+            f"data.normal_x_channel={cfg.data.normal_x_channel!r}: the stored normal channel (0, 1 or 2) "
+            "that holds x (image right), or null for the dataset's default"
+        )
     if cfg.train.teacher_pass not in ("shared", "per_task"):
         raise ConfigError(f"train.teacher_pass={cfg.train.teacher_pass!r}: use shared or per_task")
     if cfg.train.optimizer not in ("adam", "adamw", "sgd"):

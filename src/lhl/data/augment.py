@@ -30,19 +30,18 @@ class DenseAugment:
 
     @classmethod
     def for_dataset(cls, data_cfg, kinds: Dict[str, str], **kwargs) -> "DenseAugment":
-        """The augmentation for `data_cfg`'s dataset: normals' x channel from `data.options.normal_x_channel`
+        """The augmentation for `data_cfg`'s dataset: normals' x channel from `data.normal_x_channel`
         or the dataset class's `NORMAL_X_CHANNEL`; depth multiplied on zoom if its `DEPTH_IS_INVERSE`."""
-        from lhl.data.checks import check_normal_x_channel
-        from lhl.data.datamodule import checked_options
+        from lhl.data.sources import DATASETS
 
-        dataset, options = checked_options(data_cfg)
-        x = check_normal_x_channel(options.get("normal_x_channel"), data_cfg.dataset)
+        dataset = DATASETS.get(data_cfg.dataset)
+        x = data_cfg.get("normal_x_channel")
         if x is None:
             x = getattr(dataset, "NORMAL_X_CHANNEL", None)
         if x is None and "normal" in kinds.values():
             raise ValueError(
                 f"data.augment: dataset '{data_cfg.dataset}' does not say which normal channel is x "
-                "(no NORMAL_X_CHANNEL); set data.options.normal_x_channel or data.augment=false"
+                "(no NORMAL_X_CHANNEL); set data.normal_x_channel or data.augment=false"
             )
         return cls(kinds, normal_x_channel=2 if x is None else int(x),
                    depth_inverse=bool(getattr(dataset, "DEPTH_IS_INVERSE", False)), **kwargs)

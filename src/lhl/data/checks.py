@@ -1,10 +1,9 @@
-"""Small checks shared by the data sources: what lies near a missing path, the normal-x option."""
+"""What lies near a missing path: shared by the data sources' error messages."""
 from __future__ import annotations
 
 import heapq
 import os
 from pathlib import Path
-from typing import Optional
 
 
 def found_near(path, limit: int = 6) -> str:
@@ -30,14 +29,3 @@ def found_near(path, limit: int = 6) -> str:
     more = f", ... ({len(entries)} entries)" if len(entries) > limit else ""
     return f"{where} holds {', '.join(shown)}{more}"
 
-
-def check_normal_x_channel(value, dataset: str) -> Optional[int]:
-    """`data.options.normal_x_channel`: None (the dataset's default) or 0, 1, 2."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or value not in (0, 1, 2):
-        raise ValueError(
-            f"{dataset}: data.options.normal_x_channel={value!r}; give the channel (0, 1 or 2) of the "
-            "stored normals that holds x (image right), or leave it unset for the dataset's default"
-        )
-    return int(value)

@@ -17,7 +17,7 @@ camera, so the horizontal flip negates channel 2 (`NORMAL_X_CHANNEL`). The evide
 So the release may well hold (x, y, z). Check a real file in one line:
   python -c "import numpy as np; n=np.load('train/normal/0.npy'); print(n[abs(n).sum(-1)>0].mean(0))"
 the channel whose mean is strongly negative (about -0.6 to -0.8: normals facing an OpenCV camera)
-is z. If that is channel 2, set `data.options.normal_x_channel: 0`. Files written by
+is z. If that is channel 2, set `data.normal_x_channel: 0`. Files written by
 `lhl data convert-nyuv2` and the synthetic rooms are (z, y, x) by construction
 (`lhl.data.synthetic_rooms.camera.to_mtan_normals`), so the default is right for them.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lhl.data.checks import check_normal_x_channel
 from lhl.data.sources.mtan_npy import MTANNpyDataset
 from lhl.registry import DATASETS
 
@@ -55,13 +54,9 @@ class NYUv2(MTANNpyDataset):
     #: the stored normal channel that holds x (negated by a horizontal flip); see the module docstring
     NORMAL_X_CHANNEL = 2
 
-    def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"),
-                 normal_x_channel=None, **options):
+    def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"), **options):
         if options:
-            raise TypeError(
-                f"nyuv2 takes only the option 'normal_x_channel', got {sorted(options)}; remove them from data.options"
-            )
-        check_normal_x_channel(normal_x_channel, "nyuv2")  # used by the augmentation, not for loading
+            raise TypeError(f"nyuv2 takes no options, got {sorted(options)}; remove them from data.options")
         super().__init__(
             root if root is not None else data_home() / "nyuv2",
             split,

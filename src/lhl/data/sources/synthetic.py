@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from lhl.data.checks import check_normal_x_channel
 from lhl.data.sources.mtan_npy import MTANNpyDataset
 from lhl.data.sources.nyuv2 import CLASSES, FOLDERS, NYUv2
 from lhl.data.synthetic_rooms import writer
@@ -22,8 +21,7 @@ class SyntheticRooms(MTANNpyDataset):
     """Procedural NYUv2-like rooms (13 classes, depth, normals), same label format as `nyuv2`.
 
     Options: n_train (1000), n_val (300), height (96), width (128), seed (0), cache
-    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`),
-    normal_x_channel (for the augmentation only; default `NORMAL_X_CHANNEL`).
+    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`).
     A given `root` is used as the set's folder: read as it is if it holds a set made with the same
     parameters (else an error), generated there if it is missing or empty.
     """
@@ -33,8 +31,7 @@ class SyntheticRooms(MTANNpyDataset):
     NORMAL_X_CHANNEL = 2
 
     def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"),
-                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None, normal_x_channel=None):
-        check_normal_x_channel(normal_x_channel, "synthetic")
+                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None):
         self.params = writer.set_params(n_train, n_val, height, width, seed)
         folder = writer.ensure_set(self.params, cache=cache, root=root)
         super().__init__(folder, split, tasks, FOLDERS, dataset_name="synthetic", config_key="data.root",
@@ -43,10 +40,9 @@ class SyntheticRooms(MTANNpyDataset):
                          "`lhl data synth --out DIR`")
 
     @classmethod
-    def prepare(cls, root=None, n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None,
-                normal_x_channel=None) -> Path:
+    def prepare(cls, root=None, cache=None, **options) -> Path:
         """Generate the set if missing (call once before DDP ranks start, e.g. in prepare_data)."""
-        return writer.ensure_set(writer.set_params(n_train, n_val, height, width, seed), cache=cache, root=root)
+        return writer.ensure_set(writer.set_params(**options), cache=cache, root=root)
 
     @classmethod
     def task_info(cls, **options) -> dict:

@@ -21,7 +21,7 @@ Options: `buildings: {train: [...], val: [...]}` or `split_file` (the release's 
 inside `root`); `size: [H, W]` resizes (bilinear image and scalar maps, nearest labels);
 `drop_incomplete: true` skips samples lacking a domain instead of failing; `index_tasks` (set by
 the data module to the whole sequence's tasks) decides which samples are complete, so that every
-phase, whatever labels it loads, lists the same samples; `normal_x_channel` (augmentation only).
+phase, whatever labels it loads, lists the same samples.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lhl.data.checks import check_normal_x_channel, found_near
+from lhl.data.checks import found_near
 from lhl.data.sources.nyuv2 import data_home
 from lhl.registry import DATASETS
 
@@ -180,7 +180,6 @@ class Taskonomy(Dataset):
         semantic_classes: int = SEMANTIC_CLASSES,
         drop_incomplete: bool = False,
         index_tasks: Optional[Sequence[str]] = None,
-        normal_x_channel: Optional[int] = None,
     ):
         self.root = Path(root) if root is not None else data_home() / "taskonomy"
         self.tasks = list(tasks)
@@ -189,7 +188,6 @@ class Taskonomy(Dataset):
         unknown = [t for t in self.index_tasks if t not in DOMAINS]
         if unknown:
             raise ValueError(f"taskonomy: unknown task(s) {unknown} in the tasks list; choose from {sorted(DOMAINS)}")
-        check_normal_x_channel(normal_x_channel, "taskonomy")  # used by the augmentation, not for loading
         domains = [DOMAINS[t] for t in self.index_tasks]
         get = obtain(domains)
         if not self.root.is_dir():
