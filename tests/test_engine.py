@@ -93,12 +93,15 @@ def test_teacher_is_frozen_outside_module_and_one_backbone_pass():
     mod.train()
     assert not teacher.training  # Lightning's train() never reaches the teacher
     calls = []
-    teacher.backbone.register_forward_hook(lambda *a: calls.append(1))
+    teacher.backbone.register_forward_hook(lambda *a: calls.append(torch.is_inference_mode_enabled()))
     batch = {"image": torch.rand(2, 3, 32, 32), "normal": torch.nn.functional.normalize(torch.randn(2, 3, 32, 32), dim=1)}
     before = [p.clone() for p in teacher.parameters()]
     loss = mod.training_step(batch, 0)
     loss.backward()
-    assert len(calls) == 1  # one teacher backbone pass for both old heads
+    assert calls == [True]  # one teacher backbone pass for both old heads, under inference_mode
+    targets = mod.teacher_outputs(batch["image"])  # ordinary tensors: usable as saved loss targets
+    assert not any(v.is_inference() or v.requires_grad for v in targets.values())
+    del calls[:]
     assert all(p.grad is None for p in teacher.parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters()))
     assert net.heads["semantic"].classifier.weight.grad is not None  # old heads distilled

@@ -85,13 +85,7 @@ class LifelongModule(pl.LightningModule):
         images = batch["image"]
         heads = list(self.phase.tasks) + (self.old if self.method.uses_teacher else [])
         student = self._student_fn(images, heads)
-        teacher = None
-        if self.needs_teacher():
-            with torch.no_grad():
-                if self.train_cfg.get("teacher_pass", "shared") == "per_task":  # the release's way
-                    teacher = {t: self._teacher_fn(images, [t])[t] for t in self.old}
-                else:
-                    teacher = self._teacher_fn(images, self.old)
+        teacher = self.teacher_outputs(images) if self.needs_teacher() else None
         loss, logs = self.method.training_loss(student, teacher, batch, list(self.phase.tasks), self.old)
         extra, extra_logs = self.method.extra_loss(self.network, batch, self.phase)
         if extra is not None:
@@ -111,6 +105,17 @@ class LifelongModule(pl.LightningModule):
         self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
         self.log("step_global", float(self.global_step_offset + self.global_step), on_step=True, on_epoch=False)
         return loss
+
+    def teacher_outputs(self, images: Tensor) -> Dict[str, Tensor]:
+        """The old heads' predictions, computed under `inference_mode` (no autograd bookkeeping at
+        all) in the step's precision, then copied once into ordinary tensors: inference tensors
+        cannot be saved for backward, and the method losses multiply the student by them."""
+        with torch.inference_mode():
+            if self.train_cfg.get("teacher_pass", "shared") == "per_task":  # the release's way
+                out = {t: self._teacher_fn(images, [t])[t] for t in self.old}
+            else:
+                out = self._teacher_fn(images, self.old)
+        return {t: v.clone() for t, v in out.items()}
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
         """After the optimiser step: the method sees the batch (ER stores it only now, so a batch
