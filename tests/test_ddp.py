@@ -51,7 +51,7 @@ def _eval_single(cfg, run_dir, phase_index, tasks):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["lwf", "ewc"])
+@pytest.mark.parametrize("method", ["lwf", "ewc", "er"])
 def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache, method):
     # make the synthetic set once, before the ranks start
     single_cfg = load_config([], _overrides(tmp_path / "single", synth_cache, method, **{"data.batch_size": 8}))
@@ -79,6 +79,13 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache, method)
     for t, ms in exact.items():
         for k, v in ms.items():
             assert ddp.phases[1]["metrics"][t][k] == pytest.approx(v, rel=1e-5, abs=1e-6), (t, k)
+
+    if method == "er":  # one reservoir over the global batches, the same size as one process's
+        def buffer(d):
+            ckpt = torch.load(d / "phase_1" / "phase.ckpt", map_location="cpu", weights_only=False)
+            return ckpt["lhl"]["method_state"]["buffer"]
+        b_ddp, b_single = buffer(run_dir), buffer(tmp_path / "single" / "runs" / "synthetic_s1" / "er" / "seed0")
+        assert b_ddp["seen"] == b_single["seen"] > 0 and b_ddp["images"].shape == b_single["images"].shape
 
     # training under DDP (2 x 4 images) follows the single-process run (8 images); BatchNorm
     # statistics are per rank (SyncBatchNorm needs GPUs), hence a tolerance

@@ -192,3 +192,63 @@ def test_replay_on_predictor_in_train_mode_with_a_lone_sample():
     value, logs = er.extra_loss(net, {"image": torch.rand(2, 3, 32, 32)}, Phase(1, ["depth"], 1))
     value.backward()
     assert torch.isfinite(value) and net.heads["seg"].classifier.weight.grad.abs().sum() > 0
+
+
+# --- DDP: one global reservoir -----------------------------------------------------------------
+def _ddp_buffer_worker(rank, world, init_file, batches, out_dir):
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        buf = ReservoirBuffer(size=5, seed=3)
+        for b in batches:
+            local = b["image"].shape[0] // world
+            part = {k: v[rank * local:(rank + 1) * local] for k, v in b.items()}
+            buf.add(part["image"], {"depth": part["depth"], "seg": part["seg"]}, part["index"])
+        torch.save({"state": buf.state_dict(), "sample": buf.sample(2)}, f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_ranks_hold_the_one_reservoir_of_the_global_batch(tmp_path):
+    """Two gloo ranks, each offered its half of every global batch: both hold exactly the buffer one
+    process fills from the global batches (buffer_size images in all, not per rank), so rank 0's
+    checkpoint resumes every rank, and their replay draws are the two halves of the one draw."""
+    import torch.multiprocessing as mp
+
+    batches = []
+    for b in stream(60, 8):  # contested slots within a batch and rows kept on both ranks
+        b["seg"] = (b["index"] % 3).view(-1, 1, 1)
+        batches.append(b)
+    single = ReservoirBuffer(size=5, seed=3)
+    for b in batches:
+        single.add(b["image"], {"depth": b["depth"], "seg": b["seg"]}, b["index"])
+    mp.spawn(_ddp_buffer_worker, args=(2, str(tmp_path / "init"), batches, str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    expected = single.state_dict()
+    for got in ranks:
+        state = got["state"]
+        assert state["seen"] == expected["seen"] == 60
+        assert torch.equal(state["generator"], expected["generator"])
+        for key in ("images", "indices"):
+            assert torch.equal(state[key], expected[key]), key
+        for key in ("labels", "has"):
+            assert all(torch.equal(state[key][t], expected[key][t]) for t in ("depth", "seg")), key
+    assert torch.equal(torch.cat([ranks[0]["sample"], ranks[1]["sample"]]), single.sample(4))
+
+
+def test_ddp_replay_draw_wraps_round_a_small_buffer(monkeypatch):
+    """Fewer stored samples than world x count: every rank still replays `count`, as distinct as
+    the buffer allows (rank 1 continues the permutation where rank 0 stopped, then wraps)."""
+    buf = ReservoirBuffer(size=3, seed=0)
+    b = next(stream(3, 3))
+    buf.add(b["image"], {"depth": b["depth"]}, b["index"])
+    state = buf.generator.get_state()
+    draws = []
+    for rank in (0, 1):
+        buf.generator.set_state(state)
+        monkeypatch.setattr("lhl.methods.er.rank_and_world", lambda rank=rank: (rank, 2))
+        draws.append(buf.sample(2))
+    twin = torch.Generator().set_state(state)
+    perm = torch.randperm(3, generator=twin)
+    assert torch.equal(draws[0], perm[[0, 1]]) and torch.equal(draws[1], perm[[2, 0]])

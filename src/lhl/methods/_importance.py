@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from lhl.distributed import rank_and_world
 from lhl.methods.base import Method, MethodOptions, Phase
 
 Named = Dict[str, Tensor]
@@ -84,16 +85,12 @@ def estimation_mode(network: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def global_batch_gradients(grads: List[Optional[Tensor]], like: List[Tensor]) -> List[Tensor]:
     """Under DDP, the gradient of the global batch's mean loss: the mean of the ranks' local
     gradients, in one flat all-reduce. Squaring (EWC) or taking |g| (MAS) only after this keeps the
     importances independent of how many processes share a batch."""
     grads = [torch.zeros_like(p) if g is None else g.detach() for g, p in zip(grads, like)]
-    world = _world_size()
+    _, world = rank_and_world()
     if world > 1:
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)

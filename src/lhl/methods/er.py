@@ -7,8 +7,11 @@ samples are replayed: grouped by task, each group goes through `network(images, 
 task's supervised loss; the buffer and the sampling stream are part of the phase checkpoint. A
 batch enters the reservoir after its own optimiser step (as in Mammoth's ER).
 
-Under DDP each rank keeps its own reservoir of its own shard (world x buffer_size images in all)
-and the checkpoint holds rank 0's, so a multi-GPU ER run does not resume bit-exactly.
+Under DDP the reservoir runs over the global batch (the ranks' batches in rank order): every rank
+draws the same slots from the same generator and receives the kept rows from the ranks that hold
+them, so every rank holds the same `buffer_size` images, the checkpoint (rank 0's) is every rank's
+and a resumed run continues exactly. Each rank then replays its own share of one draw, as a single
+process would replay the global batch's share.
 """
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
+from lhl.distributed import rank_and_world
 from lhl.methods.base import Method, MethodOptions, Phase
 from lhl.registry import METHODS
 
@@ -95,29 +100,64 @@ class ReservoirBuffer:
         """Offer a batch to the reservoir; within a batch a later sample wins a contested slot.
 
         Slots are drawn first (on the CPU generator, no device sync), then only the kept rows are
-        copied to the CPU: once the buffer is full almost every batch keeps nothing."""
-        count = images.shape[0]
+        copied to the CPU: once the buffer is full almost every batch keeps nothing. Under DDP the
+        batch offered is the global one (every rank's batch of the same size, as a
+        DistributedSampler gives them, in rank order) and the kept rows are all-gathered, so every
+        rank stores the same rows; a step that keeps nothing anywhere needs no communication."""
+        rank, world = rank_and_world()
+        local = images.shape[0]
         self._allocate(images, labels)
-        slots = self.slots_for(count)
+        slots = self.slots_for(local * world)
         kept = slots >= 0
         if not bool(kept.any()):
             return
-        order = torch.arange(count)
+        order = torch.arange(local * world)
         last = torch.full((self.size,), -1, dtype=torch.long)
         last.scatter_reduce_(0, slots[kept], order[kept], reduce="amax")
         target = torch.nonzero(last >= 0).squeeze(1)
-        source = last[target]
-        rows = source.to(images.device)
-        self.images[target] = images[rows].detach().cpu()
-        self.indices[target] = -1 if indices is None else indices[source.to(indices.device)].cpu().long()
+        fetch = self._fetcher(last[target], local, rank, world)
+        self.images[target] = fetch(images)
+        self.indices[target] = -1 if indices is None else fetch(indices).long()
         for t in self.has:
             self.has[t][target] = t in labels
         for t, y in labels.items():
-            self.labels[t][target] = y[rows].detach().cpu()
+            self.labels[t][target] = fetch(y)
+
+    @staticmethod
+    def _fetcher(source: Tensor, local: int, rank: int, world: int):
+        """A function taking a local batch tensor to its rows `source` (global row numbers) on CPU:
+        on one process an index; under DDP each rank contributes the rows it owns (padded to the
+        largest share) to one all_gather, and the gathered rows are put in `source` order."""
+        if world == 1:
+            return lambda x: x[source.to(x.device)].detach().cpu()
+        owner = source // local
+        width = int(torch.bincount(owner, minlength=world).max())
+        position = torch.nn.functional.one_hot(owner, world).cumsum(0)[torch.arange(len(owner)), owner] - 1
+        mine = torch.zeros(width, dtype=torch.long)
+        own = source[owner == rank] - rank * local
+        mine[: len(own)] = own
+
+        def fetch(x: Tensor) -> Tensor:
+            rows = x[mine.to(x.device)].detach().contiguous()
+            parts = [torch.empty_like(rows) for _ in range(world)]
+            dist.all_gather(parts, rows)
+            return torch.stack(parts)[owner.to(x.device), position.to(x.device)].cpu()
+
+        return fetch
 
     def sample(self, count: int) -> Tensor:
-        """`count` distinct filled slots drawn uniformly (fewer when the buffer holds fewer)."""
-        return torch.randperm(len(self), generator=self.generator)[: min(count, len(self))]
+        """`count` distinct filled slots drawn uniformly (fewer when the buffer holds fewer).
+
+        Under DDP every rank draws the same permutation and takes its own `count` of it (rank r the
+        r-th block, wrapping round when the buffer holds fewer than world x count), so the ranks
+        replay different samples and their generators stay in step."""
+        rank, world = rank_and_world()
+        n = len(self)
+        take = min(count, n)
+        perm = torch.randperm(n, generator=self.generator)
+        if world == 1:
+            return perm[:take]
+        return perm[(rank * take + torch.arange(take)) % n]
 
     def state_dict(self) -> Dict[str, Any]:
         return {
