@@ -155,9 +155,7 @@ class ReservoirBuffer:
         n = len(self)
         take = min(count, n)
         perm = torch.randperm(n, generator=self.generator)
-        if world == 1:
-            return perm[:take]
-        return perm[(rank * take + torch.arange(take)) % n]
+        return perm[(rank * take + torch.arange(take)) % n]  # one process: perm[:take]
 
     def state_dict(self) -> Dict[str, Any]:
         return {
