@@ -8,7 +8,7 @@ from PIL import Image
 
 from lhl.data.sources.cityscapes import Cityscapes
 from lhl.data.sources.taskonomy import Taskonomy, decode_depth, decode_normal, decode_semantic
-from lhl.registry import DATASETS, TASKS
+from lhl.core.registry import DATASETS, TASKS
 from lhl.tasks.scalar import ScalarMetric, ScalarTask
 
 

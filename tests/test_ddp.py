@@ -17,8 +17,8 @@ from conftest import tiny_overrides
 from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule
 from lhl.methods.base import Phase
-from lhl.results import Results
-from lhl.runner import build_network, run
+from lhl.reporting.results import Results
+from lhl.engine.runner import build_network, run
 from lhl.tasks import build_task
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")

@@ -9,8 +9,8 @@ import torch
 from conftest import tiny_overrides
 from lhl.cli import main
 from lhl.config import load_config
-from lhl.results import Results
-from lhl.runner import run
+from lhl.reporting.results import Results
+from lhl.engine.runner import run
 
 
 def _run(tmp_path, cache, *extra):
@@ -124,7 +124,7 @@ def test_gpu_bf16_channels_last_augmented_run(tmp_path, synth_cache):
 
 
 def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_path, synth_cache):
-    from lhl.runner import run_dir_of
+    from lhl.engine.runner import run_dir_of
 
     first = _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
                  "eval.gallery_samples=0")

@@ -5,13 +5,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from lhl.callbacks import TeacherSwap
+from lhl.engine.teacher import TeacherSwap
 from lhl.config import Config, ConfigError, load_config
 from lhl.data.sequence import phase_slices
 from lhl.methods import METHODS
 from lhl.methods.base import Phase
 from lhl.models import MultiHeadPredictor
-from lhl.module import LifelongModule, freeze_copy
+from lhl.engine.lifelong_module import LifelongModule
+from lhl.models.frozen import freeze_copy
 from lhl.tasks import build_task
 
 

@@ -24,7 +24,7 @@ from lhl.losses import (
     sobel_magnitude,
 )
 from lhl.methods.had import HAD
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 from lhl.tasks import build_task
 
 FAITHFUL = HADConfig()

@@ -9,8 +9,8 @@ import pytest
 
 from conftest import tiny_overrides
 from lhl.config import load_config
-from lhl.loggers import wandb_offline_default
-from lhl.runner import run
+from lhl.engine.loggers import wandb_offline_default
+from lhl.engine.runner import run
 
 
 def _two_phase(tmp_path, cache, **extra):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from lhl.methods.lwf import LwF
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 from lhl.tasks import build_task
 
 

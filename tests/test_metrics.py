@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lhl.metrics import DepthMetric, NormalMetric, SemanticMetric
+from lhl.tasks.metrics import DepthMetric, NormalMetric, SemanticMetric
 from lhl.tasks.depth import DepthTask
 from lhl.tasks.normal import NormalTask
 from lhl.tasks.semantic import SemanticTask

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lhl.methods import METHODS
-from lhl.methods._importance import quadratic_penalty, regularised_parameters
+from lhl.methods.shared.quadratic import quadratic_penalty, regularised_parameters
 from lhl.methods.base import Phase, options_from_dict
 from lhl.models import MultiHeadPredictor
 from lhl.tasks import build_task
@@ -343,7 +343,7 @@ def test_si_ignores_a_step_skipped_by_the_fp16_grad_scaler():
 def _fisher_worker(rank, world, init_file, batch, out_file):
     import torch.distributed as dist
 
-    from lhl.methods._importance import gradient_statistic
+    from lhl.methods.shared.quadratic import gradient_statistic
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:

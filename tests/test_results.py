@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from lhl.io import atomic_torch_save, atomic_write_json, atomic_write_text
-from lhl.plots import plot_compare, plot_forgetting, save_gallery
-from lhl.results import (Results, cli, compare, delta, delta_per_task, final_metrics, forgetting,
+from lhl.core.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from lhl.reporting.plots import plot_compare, plot_forgetting, save_gallery
+from lhl.reporting.results import (Results, cli, compare, delta, delta_per_task, final_metrics, forgetting,
                          render_markdown, report)
 from lhl.tasks.depth import DepthTask
 from lhl.tasks.normal import NormalTask

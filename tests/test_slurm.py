@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lhl import slurm
+from lhl.tools import slurm
 from lhl.config import ConfigError
 
 BASH = shutil.which("bash")

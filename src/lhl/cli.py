@@ -26,12 +26,12 @@ commands:
 #: sub-command -> "module:function" taking argv and returning an exit code
 COMMANDS = {
     "run": "lhl.cli:run_main",
-    "compare": "lhl.compare:cli",
-    "report": "lhl.results:cli",
+    "compare": "lhl.tools.compare:cli",
+    "report": "lhl.reporting.results:cli",
     "distill": "lhl.distill.run:cli",
-    "bench": "lhl.bench:cli",
-    "bench-e2e": "lhl.bench_e2e:cli",
-    "slurm": "lhl.slurm:cli",
+    "bench": "lhl.tools.bench:cli",
+    "bench-e2e": "lhl.tools.bench_e2e:cli",
+    "slurm": "lhl.tools.slurm:cli",
 }
 DATA_COMMANDS = {
     "synth": "lhl.data.sources.synthetic:cli",
@@ -47,13 +47,13 @@ def _resolve(target: str):
 
 def run_main(argv: List[str]) -> int:
     from lhl.config import load_config
-    from lhl.runner import run
+    from lhl.engine.runner import run
 
     files = [a for a in argv if a.endswith((".yaml", ".yml")) and "=" not in a]
     overrides = [a for a in argv if a not in files]
     cfg = load_config(files, overrides)
     run_dir = run(cfg)
-    from lhl.results import Results, render_markdown
+    from lhl.reporting.results import Results, render_markdown
 
     print("\n" + render_markdown(Results.load(run_dir)))
     print(f"run folder: {run_dir}")

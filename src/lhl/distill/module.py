@@ -13,7 +13,8 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
-from lhl.metrics import SemanticMetric
+from lhl.models.frozen import hold_outside
+from lhl.tasks.metrics import SemanticMetric
 
 
 class DistillModule(pl.LightningModule):
@@ -28,7 +29,7 @@ class DistillModule(pl.LightningModule):
         if getattr(distiller, "needs_teacher", False) and teacher is None:
             raise ValueError(f"{type(distiller).__name__} needs a teacher; none was given")
         self.student, self.distiller = student, distiller
-        self.__dict__["teacher"] = teacher.eval().requires_grad_(False) if teacher is not None else None
+        hold_outside(self, "teacher", teacher.eval().requires_grad_(False) if teacher is not None else None)
         self.lr, self.weight_decay, self.optimizer_name = float(lr), float(weight_decay), optimizer
         self.max_steps = int(max_steps)
         self.val_metric = SemanticMetric(student.num_classes)

@@ -25,7 +25,7 @@ from lhl.distill.baselines import ChannelWiseKD, LogitKD, StudentOnly
 from lhl.distill.heteroakd import HeteroAKD, stage_channels
 from lhl.distill.module import DistillModule
 from lhl.distill.segmenters import Segmenter, build_segmenter
-from lhl.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from lhl.core.io import atomic_torch_save, atomic_write_json, atomic_write_text
 
 PRESET_DIR = Path(__file__).resolve().parents[3] / "experiments" / "kd"
 KD_METHODS = ("none", "kd", "cwd", "heteroakd")

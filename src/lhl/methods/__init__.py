@@ -2,10 +2,10 @@
 import importlib
 import pkgutil
 
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 for _m in pkgutil.iter_modules(__path__):
-    if _m.name != "base" and not _m.name.startswith("_"):
+    if not _m.ispkg and _m.name != "base" and not _m.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = ["METHODS"]

@@ -22,9 +22,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from lhl.distributed import rank_and_world
+from lhl.core.distributed import rank_and_world
 from lhl.methods.base import Method, MethodOptions, Phase
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 @dataclass

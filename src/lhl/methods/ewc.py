@@ -11,11 +11,11 @@ from typing import Dict, Optional
 
 from torch import Tensor, nn
 
-from lhl.methods._importance import (
+from lhl.methods.shared.quadratic import (
     QuadraticRegulariser, RegulariserOptions, gradient_statistic, regularised_parameters,
 )
 from lhl.methods.base import Phase
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 @dataclass

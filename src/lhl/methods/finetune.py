@@ -1,6 +1,6 @@
 """finetune: the lower bound. Each phase trains on its own task only; nothing protects old tasks."""
 from lhl.methods.base import Method
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 @METHODS.register("finetune")

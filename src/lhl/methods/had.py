@@ -61,9 +61,9 @@ from typing import Dict, Optional, Tuple
 from torch import Tensor
 
 from lhl.losses.had_terms import MENDS, HADConfig, had_term
-from lhl.methods._distillation import PseudoLabelDistillation
+from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.base import MethodOptions
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 def _check_number(name: str, value, low: Optional[float] = None, high: Optional[float] = None):

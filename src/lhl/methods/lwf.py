@@ -8,9 +8,9 @@ from typing import Dict, Tuple
 
 from torch import Tensor
 
-from lhl.methods._distillation import PseudoLabelDistillation
+from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.base import MethodOptions
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 @METHODS.register("lwf")

@@ -15,11 +15,11 @@ from typing import Any, Dict
 import torch
 from torch import Tensor, nn
 
-from lhl.methods._importance import (
+from lhl.methods.shared.quadratic import (
     QuadraticRegulariser, RegulariserOptions, regularised_parameters, snapshot,
 )
 from lhl.methods.base import Phase
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 @dataclass

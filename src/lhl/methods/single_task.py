@@ -2,7 +2,7 @@
 from typing import List
 
 from lhl.methods.base import Method, Phase
-from lhl.registry import METHODS
+from lhl.core.registry import METHODS
 
 
 @METHODS.register("single_task")

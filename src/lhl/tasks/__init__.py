@@ -1,5 +1,5 @@
 """Task types. Importing this package registers every built-in task type."""
-from lhl.registry import TASKS
+from lhl.core.registry import TASKS
 from lhl.tasks import depth, normal, scalar, semantic  # noqa: F401  (registration)
 from lhl.tasks.base import TaskSpec
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from lhl.registry import TASKS
+from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
 
 
@@ -25,7 +25,7 @@ class DepthTask(TaskSpec):
         return teacher_pred.detach()
 
     def metric(self, reduction: str = "global"):
-        from lhl.metrics import DepthMetric
+        from lhl.tasks.metrics import DepthMetric
 
         return DepthMetric(reduction=reduction)
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
-from lhl.registry import TASKS
+from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
 
 
@@ -32,7 +32,7 @@ class NormalTask(TaskSpec):
         return teacher_pred.detach()
 
     def metric(self, reduction: str = "global"):
-        from lhl.metrics import NormalMetric
+        from lhl.tasks.metrics import NormalMetric
 
         return NormalMetric(reduction=reduction)
 

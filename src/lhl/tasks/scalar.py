@@ -10,8 +10,8 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from lhl.metrics import _check_reduction
-from lhl.registry import TASKS
+from lhl.tasks.metrics import _check_reduction
+from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
 
 

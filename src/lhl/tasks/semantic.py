@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lhl.registry import TASKS
+from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
 
 IGNORE_INDEX = -1
@@ -45,7 +45,7 @@ class SemanticTask(TaskSpec):
         return teacher_pred.argmax(dim=1)
 
     def metric(self, reduction: str = "global"):
-        from lhl.metrics import SemanticMetric
+        from lhl.tasks.metrics import SemanticMetric
 
         return SemanticMetric(self.channels, ignore_index=IGNORE_INDEX, reduction=reduction)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lhl.io import atomic_open
+from lhl.core.io import atomic_open
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

@@ -16,7 +16,7 @@ what exists nearby (`lhl.data.checks.found_near`) and how to get the data.
 import importlib
 import pkgutil
 
-from lhl.registry import DATASETS
+from lhl.core.registry import DATASETS
 
 for _m in pkgutil.iter_modules(__path__):
     if not _m.name.startswith("_"):

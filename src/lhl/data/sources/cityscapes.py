@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lhl.data.sources.mtan_npy import MTANNpyDataset
 from lhl.data.sources.nyuv2 import data_home
-from lhl.registry import DATASETS
+from lhl.core.registry import DATASETS
 
 CLASSES_19 = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 
 from lhl.data.sources.mtan_npy import MTANNpyDataset
-from lhl.registry import DATASETS
+from lhl.core.registry import DATASETS
 
 CLASSES = (
     "bed", "books", "ceiling", "chair", "floor", "furniture", "objects",

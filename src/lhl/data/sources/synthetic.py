@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 from lhl.data.sources.mtan_npy import MTANNpyDataset
 from lhl.data.sources.nyuv2 import CLASSES, FOLDERS, NYUv2
 from lhl.data.synthetic_rooms import writer
-from lhl.io import atomic_savefig
-from lhl.registry import DATASETS
+from lhl.core.io import atomic_savefig
+from lhl.core.registry import DATASETS
 
 
 @DATASETS.register("synthetic")

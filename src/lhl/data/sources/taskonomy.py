@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 from lhl.data.checks import found_near
 from lhl.data.sources.nyuv2 import data_home
-from lhl.registry import DATASETS
+from lhl.core.registry import DATASETS
 
 DOMAINS = {
     "semantic": "segment_semantic",

@@ -20,7 +20,7 @@ import numpy as np
 
 from lhl.data.synthetic_rooms.render import render
 from lhl.data.synthetic_rooms.scene import sample_scene
-from lhl.io import current_umask
+from lhl.core.io import current_umask
 
 #: bump when the generator's output changes, so cached sets are rebuilt
 GENERATOR_VERSION = 1

@@ -21,9 +21,9 @@ import torch
 
 from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule, build_dataset
-from lhl.io import atomic_write_json
-from lhl.results import Results, final_metrics
-from lhl.runner import run
+from lhl.core.io import atomic_write_json
+from lhl.reporting.results import Results, final_metrics
+from lhl.engine.runner import run
 
 NYU_SHAPED = "data.options={n_train: 795, n_val: 654, height: 288, width: 384, seed: 0}"
 COMMON = ["train.progress_bar=false", "logger=none", "eval.gallery_samples=0"]

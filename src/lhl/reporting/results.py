@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from lhl.io import atomic_write_json, atomic_write_text
+from lhl.core.io import atomic_write_json, atomic_write_text
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from lhl.data.datamodule import build_dataset
-from lhl.plots import save_gallery
+from lhl.reporting.plots import save_gallery
 
 
 @torch.no_grad()

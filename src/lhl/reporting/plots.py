@@ -9,8 +9,8 @@ from typing import Mapping, Sequence, Tuple, Union
 import numpy as np
 from matplotlib.figure import Figure
 
-from lhl.io import atomic_savefig
-from lhl.results import Results
+from lhl.core.io import atomic_savefig
+from lhl.reporting.results import Results
 
 PathLike = Union[str, Path]
 

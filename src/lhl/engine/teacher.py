@@ -4,7 +4,8 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from lhl.module import LifelongModule, freeze_copy
+from lhl.engine.lifelong_module import LifelongModule
+from lhl.models.frozen import freeze_copy
 
 
 class TeacherSwap(pl.Callback):

@@ -1,13 +1,12 @@
 """The LightningModule of a lifelong run: student forward, teacher forward, method loss, metrics.
 
 The teacher (a frozen copy of the network taken at the phase boundary by the `TeacherSwap`
-callback, `lhl.callbacks`) is held outside the module tree: it is not in `state_dict`, the
+callback, `lhl.engine.teacher`) is held outside the module tree: it is not in `state_dict`, the
 optimiser or DDP, and Lightning's `train()` never reaches it. It is saved and restored explicitly
 through the checkpoint hooks.
 """
 from __future__ import annotations
 
-import copy
 from typing import Dict, List, Optional
 
 import lightning.pytorch as pl
@@ -17,19 +16,8 @@ from torch import Tensor, nn
 
 from lhl.methods.base import Method, Phase
 from lhl.models import MultiHeadPredictor
+from lhl.models.frozen import freeze_copy, hold_outside
 from lhl.tasks import build_task
-
-
-def freeze_copy(network: nn.Module, keep: List[str]) -> MultiHeadPredictor:
-    """A deep copy in eval mode without gradients, holding only the heads in `keep`."""
-    teacher = copy.deepcopy(network)
-    for name in list(teacher.heads.keys()):
-        if name not in keep:
-            del teacher.heads[name]
-            teacher.specs.pop(name, None)
-    teacher.eval()
-    teacher.requires_grad_(False)
-    return teacher
 
 
 class LifelongModule(pl.LightningModule):
@@ -50,10 +38,10 @@ class LifelongModule(pl.LightningModule):
             {t: network.specs[t].metric(eval_reduction) for t in self.eval_tasks}
         )
         self.last_eval: Dict[str, Dict[str, float]] = {}
-        object.__setattr__(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
+        hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
         self.global_step_offset = 0
-        object.__setattr__(self, "_teacher", None)
-        object.__setattr__(self, "_teacher_fn", None)
+        hold_outside(self, "_teacher", None)
+        hold_outside(self, "_teacher_fn", None)
 
     # --- the teacher --------------------------------------------------------------------------
     @property
@@ -63,8 +51,8 @@ class LifelongModule(pl.LightningModule):
     def set_teacher(self, teacher: Optional[MultiHeadPredictor], compile: bool = False) -> None:
         """Hold `teacher` outside the module tree; `compile` runs it through torch.compile as a
         callable, so its own state_dict keys stay clean."""
-        object.__setattr__(self, "_teacher", teacher)
-        object.__setattr__(
+        hold_outside(self, "_teacher", teacher)
+        hold_outside(
             self, "_teacher_fn", torch.compile(teacher) if compile and teacher is not None else teacher
         )
 
@@ -76,7 +64,7 @@ class LifelongModule(pl.LightningModule):
         if self.needs_teacher() and self._teacher is None:
             raise RuntimeError(
                 f"phase {self.phase.index} distils old tasks {self.old} but has no teacher: fit "
-                "with lhl.callbacks.TeacherSwap() among the Trainer's callbacks, or call set_teacher()"
+                "with lhl.engine.teacher.TeacherSwap() among the Trainer's callbacks, or call set_teacher()"
             )
         self.method.on_phase_start(self.phase, self.network)
 

@@ -35,7 +35,7 @@ def build_logger(cfg: DictConfig, run_dir: Path, phase: int, previous=None):
         return TensorBoardLogger(save_dir=str(run_dir), name="tb", version=f"phase_{phase}")
     if previous is not None:
         return previous
-    from lhl.wandb_logger import SequenceWandbLogger
+    from lhl.engine.wandb_logger import SequenceWandbLogger
 
     offline = cfg.logger.offline if cfg.logger.offline is not None else wandb_offline_default()
     group = cfg.logger.group or f"{cfg.sequence.name}/{method_tag(cfg)}"

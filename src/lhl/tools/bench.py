@@ -19,11 +19,12 @@ import torch
 from omegaconf import OmegaConf
 
 from lhl.config import Config
-from lhl.io import atomic_write_json
+from lhl.core.io import atomic_write_json
 from lhl.methods import METHODS
 from lhl.methods.base import Phase
 from lhl.models import MultiHeadPredictor
-from lhl.module import LifelongModule, freeze_copy
+from lhl.engine.lifelong_module import LifelongModule
+from lhl.models.frozen import freeze_copy
 from lhl.tasks import build_task
 
 NYU_TASKS = [("semantic", "semantic", 13), ("depth", "depth", 1), ("normal", "normal", 3)]

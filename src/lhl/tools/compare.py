@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Dict, List
 
 from lhl.config import ConfigError, load_config
-from lhl.io import atomic_write_json, atomic_write_text
-from lhl.plots import plot_compare
-from lhl.results import compare
-from lhl.runner import run
+from lhl.core.io import atomic_write_json, atomic_write_text
+from lhl.reporting.plots import plot_compare
+from lhl.reporting.results import compare
+from lhl.engine.runner import run
 
 
 def _words(value: str) -> List[str]:

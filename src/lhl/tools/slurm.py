@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from lhl.config import ConfigError, experiments_dir, load_config
-from lhl.io import atomic_write_text
+from lhl.core.io import atomic_write_text
 
 USAGE = """usage: lhl slurm [CONFIG.yaml ...] [key=value ...]
 

@@ -16,18 +16,18 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from lhl.callbacks import TeacherSwap
+from lhl.engine.teacher import TeacherSwap
 from lhl.config import Config, method_tag, to_yaml
 from lhl.data.datamodule import LifelongDataModule, build_dataset, phase_seed, task_info
 from lhl.data.sequence import Sequence
-from lhl.io import atomic_write_text
-from lhl.loggers import build_logger
+from lhl.core.io import atomic_write_text
+from lhl.engine.loggers import build_logger
 from lhl.methods import METHODS
 from lhl.methods.base import Method, Phase, options_from_dict
 from lhl.models import MultiHeadPredictor
-from lhl.module import LifelongModule
-from lhl.progress import PhaseProgressBar
-from lhl.results import Results
+from lhl.engine.lifelong_module import LifelongModule
+from lhl.engine.progress import PhaseProgressBar
+from lhl.reporting.results import Results
 from lhl.tasks import build_task
 
 log = logging.getLogger("lhl")
@@ -260,8 +260,8 @@ class PhaseRunner:
             os.replace(tmp, final)
 
     def _plots(self, results: Results, module, dm, phase: Phase) -> None:
-        from lhl.gallery import save_phase_gallery
-        from lhl.plots import plot_forgetting
+        from lhl.reporting.gallery import save_phase_gallery
+        from lhl.reporting.plots import plot_forgetting
 
         plot_forgetting(results, self.run_dir / "forgetting.png")
         n = int(self.cfg.eval.gallery_samples)

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from lhl.distributed import rank_and_world
+from lhl.core.distributed import rank_and_world
 from lhl.methods.base import Method, MethodOptions, Phase
 
 Named = Dict[str, Tensor]

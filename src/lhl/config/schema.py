@@ -1,0 +1,104 @@
+"""The typed config schema: every key of a lifelong run with its default and what it means.
+
+OmegaConf builds the structured config from these dataclasses, so an unknown key or a value of
+the wrong type is an error at merge time (`lhl.config.compose`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass
+class RunConfig:
+    name: Optional[str] = None  # run folder = out_dir/name; default <seq>/<method>/seed<seed>
+    out_dir: str = "runs"
+    seed: int = 0
+    resume: bool = True  # re-running on an existing run folder continues after its last phase
+    method_tag: Optional[str] = None  # the method preset's name (had_faithful); default method.name
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # a registered dataset: synthetic | nyuv2 | cityscapes | taskonomy
+    root: Optional[str] = None  # default: $LHL_DATA/<dataset> (synthetic: its cache)
+    options: Dict[str, Any] = field(default_factory=dict)  # dataset-specific options
+    batch_size: int = 8
+    eval_batch_size: Optional[int] = None  # default: batch_size
+    num_workers: int = 0
+    shuffle: bool = True  # shuffle within a phase's slice (the release: false)
+    drop_last: bool = True
+    shuffle_split: bool = False  # permute the train set before cutting it into phase slices
+    split_seed: int = 0
+    augment: bool = False  # GPU-side random scale-crop + flip (normals' x flips too)
+    normal_x_channel: Optional[int] = None  # stored normal channel the flip negates; None: the dataset's
+
+
+@dataclass
+class SequenceConfig:
+    name: str = "synthetic_s1"
+    tasks: List[str] = field(default_factory=lambda: ["semantic", "depth", "normal"])
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "resnet18"  # any timm model with features_only
+    pretrained: bool = False  # ImageNet weights through timm (needs a network or a warm cache)
+    output_stride: int = 8  # dilated ResNet as released
+    head_width: int = 256  # ASPP channels (256 as released; smaller for CPU presets)
+    aspp_rates: List[int] = field(default_factory=lambda: [12, 24, 36])
+    dropout: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 1
+    max_steps: int = -1  # per phase; -1 = epochs decide
+    limit_train_batches: Optional[float] = None
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    momentum: float = 0.9  # sgd only
+    accelerator: str = "auto"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # bf16-mixed on GPUs
+    sync_batchnorm: bool = False  # DDP: BatchNorm statistics over the global batch
+    channels_last: bool = False
+    compile: bool = False
+    deterministic: bool = False
+    gradient_clip_val: Optional[float] = None
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+    # shared: one teacher backbone pass per step for all old heads; per_task: one pass per old
+    # task, as the release runs it (only for measuring what the shared pass saves)
+    teacher_pass: str = "shared"
+
+
+@dataclass
+class EvalConfig:
+    reduction: str = "global"  # global (exact, DDP-safe) | mtan (the release's per-batch averaging)
+    limit_batches: Optional[float] = None
+    gallery_samples: int = 4  # val images in the per-phase prediction gallery (0 = none)
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "csv"  # csv | wandb | tensorboard | none
+    project: str = "lhl"
+    entity: Optional[str] = None
+    group: Optional[str] = None  # default: <seq>/<method>
+    offline: Optional[bool] = None  # wandb: default offline when no API key is configured
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Dict[str, Any] = field(default_factory=lambda: {"name": "finetune"})
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
