@@ -1,6 +1,8 @@
 """Semantic segmentation: C classes, log-softmax head, NLL with ignore index -1."""
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,21 @@ from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
 
 IGNORE_INDEX = -1
+
+
+def valid_classes(label: Tensor, num_classes: int) -> Tensor:
+    """Pixels whose label is a class id in [0, C); -1, 255 and any other value are ignored."""
+    return (label >= 0) & (label < num_classes)
+
+
+def masked_nll(log_probs: Tensor, label: Tensor) -> Tuple[Tensor, Tensor]:
+    """Per-pixel NLL [B, H, W] of log-probabilities [B, C, H, W] at `label` [B, H, W], zero on
+    ignored pixels, and the valid mask. A gather and a mask, not `F.nll_loss(ignore_index=...)`,
+    which has no deterministic CUDA kernel."""
+    valid = valid_classes(label, log_probs.shape[1])
+    safe = torch.where(valid, label, torch.zeros_like(label)).long()
+    nll = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1)
+    return nll * valid, valid
 
 
 def _palette(n: int) -> np.ndarray:
@@ -36,10 +53,7 @@ class SemanticTask(TaskSpec):
         return F.log_softmax(raw, dim=1)
 
     def pixel_loss(self, pred: Tensor, target: Tensor):
-        valid = (target >= 0) & (target < self.channels)
-        safe = torch.where(valid, target, torch.zeros_like(target)).long()
-        nll = -pred.gather(1, safe.unsqueeze(1)).squeeze(1)
-        return nll, valid
+        return masked_nll(pred, target)
 
     def pseudo_label(self, teacher_pred: Tensor) -> Tensor:
         return teacher_pred.argmax(dim=1)
