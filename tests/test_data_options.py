@@ -8,9 +8,10 @@ from PIL import Image
 
 from lhl.config import DataConfig, experiments_dir, load_config
 from lhl.data import datamodule
-from lhl.data.datamodule import LifelongDataModule, build_dataset, checked_options, dataset_options, task_info
+from lhl.config.resolve import checked_options, dataset_options, task_info
+from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.data.sources import DATASETS
-from lhl.methods.base import Phase
+from lhl.data.protocol import Phase
 
 
 def _data(dataset, root=None, **options):
@@ -98,10 +99,10 @@ def test_taskonomy_preset_reads_the_split_csv_inside_the_data_root(tmp_path):
 def test_phase_slices_stay_disjoint_when_taskonomy_drops_an_incomplete_sample(tmp_path):
     _taskonomy_tree(tmp_path, n=4, lacking={1: "segment_semantic"}, domains=("segment_semantic", "depth_zbuffer"))
     cfg = _data("taskonomy", str(tmp_path), buildings={"train": ["h"], "val": ["h"]}, drop_incomplete=True)
-    dm = LifelongDataModule(cfg, ["semantic", "depth"], seed=0)
+    dm = LifelongDataModule(cfg, dict.fromkeys(["semantic", "depth"]), seed=0)
     seen, val_sizes = [], []
     for i, task in enumerate(["semantic", "depth"]):
-        dm.set_phase(Phase(i, [task], i), [task])
+        dm.set_phase(Phase(i, (task,), eval_tasks=(task,), slice=i))
         ds = dm._train_set()
         seen.append(sorted(round(float(ds[j]["image"][0, 0, 0]) * 255 / 10) - 1 for j in range(len(ds))))
         val_sizes.append(len(dm.val_dataloader().dataset))
@@ -112,9 +113,9 @@ def test_phase_slices_stay_disjoint_when_taskonomy_drops_an_incomplete_sample(tm
 def test_a_dataset_whose_length_changes_between_phases_is_refused(monkeypatch):
     monkeypatch.setattr(datamodule, "build_dataset",
                         lambda cfg, split, tasks, index_tasks=None: list(range(6 if tasks == ["a"] else 5)))
-    dm = LifelongDataModule(_data("synthetic"), ["a", "b"], seed=0)
-    dm.set_phase(Phase(0, ["a"], 0), ["a"])
+    dm = LifelongDataModule(_data("synthetic"), dict.fromkeys(["a", "b"]), seed=0)
+    dm.set_phase(Phase(0, ("a",), eval_tasks=("a",), slice=0))
     assert len(dm._train_set()) == 3
-    dm.set_phase(Phase(1, ["b"], 1), ["b"])
+    dm.set_phase(Phase(1, ("b",), eval_tasks=("b",), slice=1))
     with pytest.raises(RuntimeError, match="5 samples for tasks \\['b'\\] but 6 when the phase slices were cut"):
         dm._train_set()

@@ -16,9 +16,11 @@ import torch
 from conftest import tiny_overrides
 from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule
-from lhl.methods.base import Phase
+from lhl.data.protocol import Phase
 from lhl.reporting.results import Results
-from lhl.engine.runner import build_network, run
+from lhl.engine.build import build_network, build_specs
+from lhl.engine.run_folder import RunFolder
+from lhl.engine.runner import run
 from lhl.tasks import build_task
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
@@ -33,14 +35,14 @@ def _overrides(tmp_path, cache, method, **extra):
 
 def _eval_single(cfg, run_dir, phase_index, tasks):
     """Evaluate the checkpoint of a phase in this process, on the whole val set."""
-    ckpt = torch.load(run_dir / f"phase_{phase_index}" / "phase.ckpt", map_location="cpu", weights_only=False)
+    ckpt = RunFolder(run_dir).load_phase(phase_index)
     net = build_network(cfg)
-    for name, (kind, ch) in ckpt["lhl"]["heads"].items():
+    for name, (kind, ch) in ckpt["heads"].items():
         net.add_head(build_task(kind, name, ch))
-    net.load_state_dict({k[8:]: v for k, v in ckpt["state_dict"].items() if k.startswith("network.")})
+    net.load_state_dict(ckpt["network"])
     net.eval()
-    dm = LifelongDataModule(cfg.data, list(cfg.sequence.tasks))
-    dm.set_phase(Phase(phase_index, [tasks[-1]], phase_index), tasks)
+    dm = LifelongDataModule(cfg.data, build_specs(cfg))
+    dm.set_phase(Phase(phase_index, (tasks[-1],), eval_tasks=tuple(tasks), slice=phase_index))
     metrics = {t: net.specs[t].metric() for t in tasks}
     with torch.no_grad():
         for batch in dm.val_dataloader():
@@ -82,8 +84,7 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache, method)
 
     if method == "er":  # one reservoir over the global batches, the same size as one process's
         def buffer(d):
-            ckpt = torch.load(d / "phase_1" / "phase.ckpt", map_location="cpu", weights_only=False)
-            return ckpt["lhl"]["method_state"]["buffer"]
+            return RunFolder(d).load_phase(1)["method_state"]["buffer"]
         b_ddp, b_single = buffer(run_dir), buffer(tmp_path / "single" / "runs" / "synthetic_s1" / "er" / "seed0")
         assert b_ddp["seen"] == b_single["seen"] > 0 and b_ddp["images"].shape == b_single["images"].shape
 

@@ -32,7 +32,9 @@ def test_had_sequence_writes_everything(tmp_path, synth_cache):
         assert (run_dir / f"phase_{i}" / "gallery.png").stat().st_size > 1000
     assert not list(run_dir.rglob("*.tmp"))
     ckpt = torch.load(run_dir / "phase_2" / "phase.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["lhl"]["teacher_heads"] == ["semantic", "depth"]  # the teacher is saved
+    assert list(ckpt["heads"]) == ["semantic", "depth", "normal"] and ckpt["global_step"] > 0
+    # the network alone: the next phase (or a resumed run) makes its teacher from it
+    assert not any("teacher" in k for k in ckpt) and all(not k.startswith("network.") for k in ckpt["network"])
     log = (run_dir / "logs" / "phase_2" / "metrics.csv").read_text()
     for key in ["had/semantic/db", "had/depth/sg", "loss/normal", "loss/total", "step_global"]:
         assert key in log, key
@@ -84,8 +86,8 @@ def test_every_lifelong_method_runs_two_phases(tmp_path, synth_cache, method):
     import csv
 
     log = next((tmp_path / "runs").rglob("phase_1/metrics.csv"))
-    expected = {"ewc": "ewc/penalty", "si": "si/penalty", "mas": "mas/penalty", "er": "er/replay_loss",
-                "lwf": "lwf/depth", "had_faithful": "had/depth/db", "finetune": "loss/normal"}[method]
+    expected = {"ewc": "loss/ewc", "si": "loss/si", "mas": "loss/mas", "er": "loss/er/replay",
+                "lwf": "loss/lwf/depth", "had_faithful": "had/depth/db", "finetune": "loss/normal"}[method]
     values = [float(r[expected]) for r in csv.DictReader(log.open()) if r.get(expected)]
     # the penalties are 0 at the anchor (step 0) and must be positive once the weights have moved
     assert values and max(values) > 0, (expected, values)
@@ -124,7 +126,7 @@ def test_gpu_bf16_channels_last_augmented_run(tmp_path, synth_cache):
 
 
 def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_path, synth_cache):
-    from lhl.engine.runner import run_dir_of
+    from lhl.engine.build import run_folder_of
 
     first = _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
                  "eval.gallery_samples=0")
@@ -137,6 +139,6 @@ def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_
     assert "teacher_pass" not in cfg_file.read_text()
     _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
          "eval.gallery_samples=0")
-    a = run_dir_of(load_config([], ["method=had"]))
-    b = run_dir_of(load_config([], ["method=had_faithful"]))
+    a = run_folder_of(load_config([], ["method=had"])).root
+    b = run_folder_of(load_config([], ["method=had_faithful"])).root
     assert a != b and b.parts[-2] == "had_faithful"

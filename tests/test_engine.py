@@ -7,9 +7,8 @@ from omegaconf import OmegaConf
 
 from lhl.engine.teacher import TeacherSwap
 from lhl.config import Config, ConfigError, load_config
-from lhl.data.sequence import phase_slices
+from lhl.data.protocol import Phase, phase_slices, resolve_plan
 from lhl.methods import METHODS
-from lhl.methods.base import Phase
 from lhl.models import MultiHeadPredictor
 from lhl.engine.lifelong_module import LifelongModule
 from lhl.models.frozen import freeze_copy
@@ -85,7 +84,7 @@ def test_teacher_is_frozen_outside_module_and_one_backbone_pass():
     assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
     method = METHODS.get("lwf")(METHODS.get("lwf").Options(), specs)
     train_cfg = OmegaConf.structured(Config).train
-    mod = LifelongModule(net, method, Phase(2, ["normal"], 2), ["semantic", "depth"], ["normal"], train_cfg)
+    mod = LifelongModule(net, method, Phase(2, ("normal",), ("semantic", "depth",), ("normal",), 2), train_cfg)
     mod.set_teacher(teacher)
     assert not any(k.startswith("_teacher") or ".teacher" in k for k in mod.state_dict())
     opt_params = {id(p) for g in mod.configure_optimizers().param_groups for p in g["params"]}
@@ -120,7 +119,7 @@ def test_release_style_teacher_pass_runs_the_backbone_per_old_task_with_the_same
     for mode in ("shared", "per_task"):
         train_cfg = OmegaConf.structured(Config).train
         train_cfg.teacher_pass = mode
-        mod = LifelongModule(net, method, Phase(2, ["normal"], 2), ["semantic", "depth"], ["normal"], train_cfg)
+        mod = LifelongModule(net, method, Phase(2, ("normal",), ("semantic", "depth",), ("normal",), 2), train_cfg)
         mod.set_teacher(teacher)
         calls = []
         hook = teacher.backbone.register_forward_hook(lambda *a: calls.append(1))
@@ -137,7 +136,7 @@ def test_nan_loss_raises_clear_error():
     net, specs = tiny_net()
     net.add_head(specs["depth"])
     method = METHODS.get("finetune")(METHODS.get("finetune").Options(), specs)
-    mod = LifelongModule(net, method, Phase(0, ["depth"], 0), [], ["depth"], OmegaConf.structured(Config).train)
+    mod = LifelongModule(net, method, Phase(0, ("depth",), (), ("depth",), 0), OmegaConf.structured(Config).train)
     batch = {"image": torch.rand(2, 3, 32, 32), "depth": torch.full((2, 1, 32, 32), float("nan"))}
     with pytest.raises(FloatingPointError, match="non-finite loss at phase 0.*loss/depth"):
         mod.training_step(batch, 0)
@@ -146,19 +145,24 @@ def test_nan_loss_raises_clear_error():
 def test_method_plans():
     order = ["semantic", "depth", "normal"]
     _, specs = tiny_net()
-    plan = METHODS.get("finetune")(None, specs).plan(order)
-    assert [(p.tasks, p.slice) for p in plan] == [(["semantic"], 0), (["depth"], 1), (["normal"], 2)]
-    joint = METHODS.get("joint")(None, specs).plan(order)
-    assert len(joint) == 1 and joint[0].tasks == order and joint[0].slice is None
-    st = METHODS.get("single_task")(None, specs).plan(order)
-    assert all(p.fresh_model and p.slice is None and p.eval_tasks == p.tasks for p in st)
+    plan = resolve_plan(METHODS.get("finetune")(None, specs).plan(order))
+    assert [(p.train_tasks, p.old_tasks, p.eval_tasks, p.slice) for p in plan] == [
+        (("semantic",), (), ("semantic",), 0),
+        (("depth",), ("semantic",), ("semantic", "depth"), 1),
+        (("normal",), ("semantic", "depth"), ("semantic", "depth", "normal"), 2),
+    ]
+    joint = resolve_plan(METHODS.get("joint")(None, specs).plan(order))
+    assert len(joint) == 1 and joint[0].train_tasks == tuple(order) and joint[0].slice is None
+    assert joint[0].old_tasks == () and joint[0].eval_tasks == tuple(order)
+    st = resolve_plan(METHODS.get("single_task")(None, specs).plan(order))
+    assert all(p.fresh_model and p.slice is None and p.eval_tasks == p.train_tasks and not p.old_tasks for p in st)
 
 
 def test_unknown_method_option_is_named():
-    from lhl.methods.base import options_from_dict
+    from lhl.config.resolve import options_from_dict
 
     cls = METHODS.get("lwf")
-    with pytest.raises(KeyError, match="method.neww"):
+    with pytest.raises(ConfigError, match="method.neww"):
         options_from_dict(cls.Options, {"neww": 1}, "config")
 
 
@@ -194,7 +198,7 @@ def test_heads_are_added_across_phases_and_optimised():
     train_cfg = OmegaConf.structured(Config).train
     for i, name in enumerate(["semantic", "depth"]):
         net.add_head(specs[name])
-        mod = LifelongModule(net, method, Phase(i, [name], i), [], [name], train_cfg)
+        mod = LifelongModule(net, method, Phase(i, (name,), (), (name,), i), train_cfg)
         opt_ids = {id(p) for g in mod.configure_optimizers().param_groups for p in g["params"]}
         assert {id(p) for p in net.heads[name].parameters()} <= opt_ids
         assert {id(p) for p in net.backbone.parameters()} <= opt_ids
@@ -209,7 +213,7 @@ def test_teacher_stays_frozen_in_eval_during_fit():
     for s in specs.values():
         net.add_head(s)
     method = METHODS.get("had")(METHODS.get("had").Options(), specs)
-    mod = LifelongModule(net, method, Phase(1, ["depth"], 1), ["semantic"], ["depth"], OmegaConf.structured(Config).train)
+    mod = LifelongModule(net, method, Phase(1, ("depth",), ("semantic",), ("depth",), 1), OmegaConf.structured(Config).train)
     seen = []
 
     class Probe(pl.Callback):
@@ -241,7 +245,7 @@ def test_a_phase_with_old_tasks_refuses_to_fit_without_a_teacher():
     for s in specs.values():
         net.add_head(s)
     method = METHODS.get("lwf")(METHODS.get("lwf").Options(), specs)
-    mod = LifelongModule(net, method, Phase(1, ["depth"], 1), ["semantic"], ["depth"], OmegaConf.structured(Config).train)
+    mod = LifelongModule(net, method, Phase(1, ("depth",), ("semantic",), ("depth",), 1), OmegaConf.structured(Config).train)
     data = [{"image": torch.rand(3, 32, 32), "depth": torch.rand(1, 32, 32) + 0.5} for _ in range(2)]
     trainer = pl.Trainer(max_steps=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False)

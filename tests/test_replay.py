@@ -1,4 +1,5 @@
 """ER: reservoir sampling is algorithm R (hence uniform), survives save/resume, and replays per task."""
+import dataclasses
 import io
 
 import pytest
@@ -7,9 +8,18 @@ from scipy import stats
 from torch import nn
 
 from lhl.methods import METHODS
-from lhl.methods.base import Phase, options_from_dict
-from lhl.methods.er import ReservoirBuffer
+from lhl.config.resolve import options_from_dict
+from lhl.data.protocol import Phase
+from lhl.methods.base import Step
+from lhl.methods.shared.reservoir import ReservoirBuffer
 from lhl.tasks import build_task
+
+
+def extra_loss(method, net, batch, phase):
+    """What a method adds beside the supervised terms (the phase supervises nothing here): the sum
+    of its terms (None when it adds none) and the terms by name."""
+    terms, _ = method.loss_terms(Step(net, {}, None, batch, dataclasses.replace(phase, train_tasks=())))
+    return (sum(terms.values()) if terms else None), terms
 
 
 def make_er(tasks, **opts):
@@ -70,7 +80,7 @@ def test_buffer_resume_continues_the_same_stream():
     tasks = {"depth": build_task("depth", "depth", 1)}
     whole = make_er(tasks, buffer_size=5, seed=11)
     first = make_er(tasks, buffer_size=5, seed=11)
-    phase = Phase(0, ["depth"], 0)
+    phase = Phase(0, ("depth",), slice=0)
     batches = list(stream(90, 6))
     for b in batches:
         whole.observe(b, phase)
@@ -96,11 +106,11 @@ def test_samples_keep_the_labels_of_their_phase():
     tasks = {"depth": build_task("depth", "depth", 1), "seg": build_task("semantic", "seg", 3)}
     er = make_er(tasks, buffer_size=4, seed=0)
     for b in stream(4, 4):
-        er.observe(b, Phase(0, ["depth"], 0))
+        er.observe(b, Phase(0, ("depth",), slice=0))
     for lo in range(4, 400, 4):
         ids = torch.arange(lo, lo + 4)
         img = ids.double().view(-1, 1, 1, 1).expand(-1, 3, 1, 1).clone()
-        er.observe({"image": img, "seg": (ids % 3).view(-1, 1, 1), "index": ids}, Phase(1, ["seg"], 1))
+        er.observe({"image": img, "seg": (ids % 3).view(-1, 1, 1), "index": ids}, Phase(1, ("seg",), slice=1))
     buf = er.buffer
     from_seg = buf.indices >= 4
     assert from_seg.any()
@@ -135,22 +145,22 @@ def replay_setup():
     g = torch.Generator().manual_seed(1)
     img = torch.rand(4, 3, 8, 8, generator=g, dtype=torch.float64)
     er.observe({"image": img[:3], "depth": torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64),
-                "index": torch.arange(3)}, Phase(0, ["depth"], 0))
+                "index": torch.arange(3)}, Phase(0, ("depth",), slice=0))
     er.observe({"image": img[3:], "seg": torch.randint(0, 3, (1, 8, 8), generator=g),
-                "index": torch.arange(3, 4)}, Phase(1, ["seg"], 1))
+                "index": torch.arange(3, 4)}, Phase(1, ("seg",), slice=1))
     return net, tasks, er
 
 
 def test_replay_loss_groups_by_task_and_weights_by_samples():
     net, tasks, er = replay_setup()
     buf = er.buffer
-    value, logs = er.extra_loss(net, {"image": torch.zeros(8, 3, 8, 8, dtype=torch.float64)},
-                                Phase(2, ["nrm"], 2))
+    value, logs = extra_loss(er, net, {"image": torch.zeros(8, 3, 8, 8, dtype=torch.float64)},
+                                Phase(2, ("nrm",), slice=2))
     assert sorted(net.calls) == [(("depth",), 3), (("seg",), 2)]  # the lone seg sample doubled
     d = tasks["depth"].loss(net(buf.images[:3], ["depth"])["depth"], buf.labels["depth"][:3])
     s = tasks["seg"].loss(net(buf.images[3:4], ["seg"])["seg"], buf.labels["seg"][3:4])
     assert torch.allclose(value, 0.5 * (3 * d + s) / 4, rtol=1e-12)
-    assert set(logs) == {"er/replay_loss"} and torch.equal(logs["er/replay_loss"], value.detach())
+    assert set(logs) == {"er/replay"} and torch.equal(logs["er/replay"], value.detach())
     grads = torch.autograd.grad(value, [net.heads[t].weight for t in ("depth", "seg", "nrm")],
                                 allow_unused=True)
     assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0 and grads[2] is None
@@ -161,9 +171,9 @@ def test_default_replay_batch_is_a_quarter_of_the_batch_and_empty_buffer_adds_no
     net = Tiny(list(tasks.values()))
     er = make_er(tasks)
     big = {"image": torch.rand(12, 3, 2, 2), "depth": torch.rand(12, 1, 2, 2), "index": torch.arange(12)}
-    assert er.extra_loss(net, big, Phase(0, ["depth"], 0)) == (None, {})
-    er.observe(big, Phase(0, ["depth"], 0))
-    value, _ = er.extra_loss(net, big, Phase(0, ["depth"], 0))
+    assert extra_loss(er, net, big, Phase(0, ("depth",), slice=0)) == (None, {})
+    er.observe(big, Phase(0, ("depth",), slice=0))
+    value, _ = extra_loss(er, net, big, Phase(0, ("depth",), slice=0))
     assert net.calls == [(("depth",), 3)] and value.ndim == 0
 
 
@@ -171,7 +181,7 @@ def test_default_replay_batch_is_a_quarter_of_the_batch_and_empty_buffer_adds_no
 def test_replay_moves_samples_to_the_batch_device():
     net, tasks, er = replay_setup()
     net = net.cuda()
-    value, _ = er.extra_loss(net, {"image": torch.zeros(8, 3, 8, 8, device="cuda")}, Phase(2, ["nrm"], 2))
+    value, _ = extra_loss(er, net, {"image": torch.zeros(8, 3, 8, 8, device="cuda")}, Phase(2, ("nrm",), slice=2))
     assert value.device.type == "cuda" and er.buffer.images.device.type == "cpu"
 
 
@@ -186,10 +196,10 @@ def test_replay_on_predictor_in_train_mode_with_a_lone_sample():
     net.train()
     er = make_er(tasks, buffer_size=50, replay_batch=8)
     er.observe({"image": torch.rand(1, 3, 32, 32), "seg": torch.randint(0, 4, (1, 32, 32)),
-                "index": torch.arange(1)}, Phase(0, ["seg"], 0))
+                "index": torch.arange(1)}, Phase(0, ("seg",), slice=0))
     er.observe({"image": torch.rand(3, 3, 32, 32), "depth": torch.rand(3, 1, 32, 32) + 0.5,
-                "index": torch.arange(1, 4)}, Phase(1, ["depth"], 1))
-    value, logs = er.extra_loss(net, {"image": torch.rand(2, 3, 32, 32)}, Phase(1, ["depth"], 1))
+                "index": torch.arange(1, 4)}, Phase(1, ("depth",), slice=1))
+    value, logs = extra_loss(er, net, {"image": torch.rand(2, 3, 32, 32)}, Phase(1, ("depth",), slice=1))
     value.backward()
     assert torch.isfinite(value) and net.heads["seg"].classifier.weight.grad.abs().sum() > 0
 
@@ -247,7 +257,7 @@ def test_ddp_replay_draw_wraps_round_a_small_buffer(monkeypatch):
     draws = []
     for rank in (0, 1):
         buf.generator.set_state(state)
-        monkeypatch.setattr("lhl.methods.er.rank_and_world", lambda rank=rank: (rank, 2))
+        monkeypatch.setattr("lhl.methods.shared.reservoir.rank_and_world", lambda rank=rank: (rank, 2))
         draws.append(buf.sample(2))
     twin = torch.Generator().set_state(state)
     perm = torch.randperm(3, generator=twin)

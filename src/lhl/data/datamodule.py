@@ -7,61 +7,19 @@ exactly, without the padding that would double-count samples.
 """
 from __future__ import annotations
 
-import difflib
-import inspect
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import torch.distributed as dist
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from lhl.data.sequence import phase_slices
-from lhl.data.sources import DATASETS
-from lhl.methods.base import Phase
-
-
-def phase_seed(seed: int, phase: int) -> int:
-    """A seed for (run seed, phase) whose streams do not overlap other runs' (unlike seed + phase)."""
-    return int(np.random.SeedSequence([int(seed), int(phase) + 1]).generate_state(1)[0])
-
-
-def _dist() -> tuple:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-#: constructor arguments every dataset takes that are not options
-_SAMPLE_ARGS = ("self", "root", "split", "tasks")
-
-
-def dataset_options(cls) -> List[str]:
-    """The options a dataset takes: its constructor's named keyword parameters besides root, split, tasks."""
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [n for n, p in inspect.signature(cls.__init__).parameters.items()
-            if p.kind in kinds and n not in _SAMPLE_ARGS]
-
-
-def checked_options(data_cfg: DictConfig) -> Tuple[type, dict]:
-    """The dataset class and `data.options` as a plain dict, every key checked against its constructor."""
-    cls = DATASETS.get(data_cfg.dataset)
-    raw = data_cfg.get("options") if isinstance(data_cfg, DictConfig) else getattr(data_cfg, "options", None)
-    options = OmegaConf.to_container(raw, resolve=True) if isinstance(raw, DictConfig) else dict(raw or {})
-    valid = dataset_options(cls)
-    bad = [k for k in options if k not in valid]
-    if bad:
-        near = difflib.get_close_matches(str(bad[0]), valid, n=1)
-        raise ValueError(
-            f"data.options.{bad[0]}: dataset '{data_cfg.dataset}' has no option '{bad[0]}'"
-            + (f" (did you mean '{near[0]}'?)" if near else "")
-            + (f"; also unknown: {bad[1:]}" if bad[1:] else "")
-            + f"; valid options: {', '.join(valid) or 'none'}"
-        )
-    return cls, options
+from lhl.config.resolve import checked_options, dataset_options
+from lhl.core.distributed import rank_and_world
+from lhl.data.protocol import Phase, phase_seed, phase_slices
+from lhl.tasks.base import TaskSpec
 
 
 def build_dataset(data_cfg: DictConfig, split: str, tasks: List[str],
@@ -74,24 +32,23 @@ def build_dataset(data_cfg: DictConfig, split: str, tasks: List[str],
     return cls(root=data_cfg.root, split=split, tasks=list(tasks), **options)
 
 
-def task_info(data_cfg: DictConfig) -> Dict[str, tuple]:
-    cls, options = checked_options(data_cfg)
-    return dict(cls.task_info(**options))
-
-
 class LifelongDataModule(pl.LightningDataModule):
     """Data of a sequence; `set_phase` chooses the train slice and the evaluated tasks."""
 
-    def __init__(self, data_cfg: DictConfig, tasks: List[str], seed: int = 0):
+    def __init__(
+        self, data_cfg: DictConfig, specs: Dict[str, TaskSpec], seed: int = 0,
+        channels_last: bool = False,
+    ):
+        """`specs`: the sequence's task types in order (their labels, and how augmentation moves them)."""
         super().__init__()
         self.cfg = data_cfg
-        self.order = list(tasks)
+        self.specs = dict(specs)
+        self.order = list(specs)
         self.seed = seed
+        self.channels_last = bool(channels_last)
         self.phase: Optional[Phase] = None
-        self.eval_tasks: List[str] = []
+        self.augment = None  # the phase's DenseAugment, applied on the device to training batches
         self._train_full: Dict[tuple, Dataset] = {}
-        self.augment = None  # a callable applied on the device to training batches (DenseAugment)
-        self.channels_last = False
         self._slices = None
         self._sliced_len = 0
 
@@ -101,14 +58,19 @@ class LifelongDataModule(pl.LightningDataModule):
         if hasattr(cls, "prepare"):
             cls.prepare(root=self.cfg.root, **options)
 
-    def set_phase(self, phase: Phase, eval_tasks: List[str]) -> None:
+    def set_phase(self, phase: Phase) -> None:
+        """Train on `phase`'s slice and tasks, evaluate its `eval_tasks`."""
         self.phase = phase
-        self.eval_tasks = list(eval_tasks)
+        self.augment = None
+        if self.cfg.augment:
+            from lhl.data.augment import DenseAugment
+
+            self.augment = DenseAugment.for_dataset(self.cfg, {t: self.specs[t] for t in phase.train_tasks})
 
     def _train_set(self) -> Dataset:
-        key = tuple(self.phase.tasks)
+        key = tuple(self.phase.train_tasks)
         if key not in self._train_full:
-            self._train_full[key] = build_dataset(self.cfg, "train", self.phase.tasks, index_tasks=self.order)
+            self._train_full[key] = build_dataset(self.cfg, "train", list(self.phase.train_tasks), index_tasks=self.order)
         full = self._train_full[key]
         if self.phase.slice is None:
             return full
@@ -120,14 +82,14 @@ class LifelongDataModule(pl.LightningDataModule):
         elif len(full) != self._sliced_len:  # slices index one sample list: it must not change per phase
             raise RuntimeError(
                 f"data.dataset={self.cfg.dataset}: the train set lists {len(full)} samples for tasks "
-                f"{list(self.phase.tasks)} but {self._sliced_len} when the phase slices were cut; a dataset "
+                f"{list(self.phase.train_tasks)} but {self._sliced_len} when the phase slices were cut; a dataset "
                 "must list the same samples whatever labels it loads (see its index_tasks option)"
             )
         return Subset(full, self._slices[self.phase.slice].tolist())
 
     def train_dataloader(self) -> DataLoader:
         ds = self._train_set()
-        rank, world = _dist()
+        rank, world = rank_and_world()
         seed = phase_seed(self.seed, 1000 + self.phase.index)
         if len(ds) < self.cfg.batch_size * world and self.cfg.drop_last:
             raise ValueError(
@@ -150,8 +112,8 @@ class LifelongDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        ds = build_dataset(self.cfg, "val", self.eval_tasks, index_tasks=self.order)
-        rank, world = _dist()
+        ds = build_dataset(self.cfg, "val", list(self.phase.eval_tasks), index_tasks=self.order)
+        rank, world = rank_and_world()
         sampler = (
             UnrepeatedDistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
             if world > 1 else None

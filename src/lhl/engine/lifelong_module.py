@@ -1,45 +1,44 @@
-"""The LightningModule of a lifelong run: student forward, teacher forward, method loss, metrics.
+"""The LightningModule of one lifelong phase: student forward, teacher forward, the method's loss
+terms, the optimiser-step hooks and the evaluation metrics.
 
 The teacher (a frozen copy of the network taken at the phase boundary by the `TeacherSwap`
 callback, `lhl.engine.teacher`) is held outside the module tree: it is not in `state_dict`, the
-optimiser or DDP, and Lightning's `train()` never reaches it. It is saved and restored explicitly
-through the checkpoint hooks.
+optimiser or DDP, and Lightning's `train()` never reaches it. A mid-phase (SLURM) checkpoint saves
+it explicitly, since the student has moved on from it; a phase checkpoint does not need it.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lhl.methods.base import Method, Phase
+from lhl.core.optim import build_optimizer
+from lhl.data.protocol import Phase
+from lhl.methods.base import Method, Step
 from lhl.models import MultiHeadPredictor
 from lhl.models.frozen import freeze_copy, hold_outside
 from lhl.tasks import build_task
 
 
 class LifelongModule(pl.LightningModule):
-    """Trains one phase: `phase.tasks` are supervised, `old` tasks are the teacher's."""
+    """Trains one phase: `phase.train_tasks` are supervised, `phase.old_tasks` are the teacher's."""
 
     def __init__(
-        self, network: MultiHeadPredictor, method: Method, phase: Phase, old: List[str],
-        eval_tasks: List[str], train_cfg: DictConfig, eval_reduction: str = "global",
+        self, network: MultiHeadPredictor, method: Method, phase: Phase, train_cfg: DictConfig,
+        eval_reduction: str = "global", step_offset: int = 0,
     ):
         super().__init__()
         self.network = network
         self.method = method
         self.phase = phase
-        self.old = list(old)
-        self.eval_tasks = list(eval_tasks)
         self.train_cfg = train_cfg
-        self.metrics = nn.ModuleDict(
-            {t: network.specs[t].metric(eval_reduction) for t in self.eval_tasks}
-        )
+        self.step_offset = int(step_offset)  # steps of the earlier phases (the runner owns the count)
+        self.metrics = nn.ModuleDict({t: network.specs[t].metric(eval_reduction) for t in phase.eval_tasks})
         self.last_eval: Dict[str, Dict[str, float]] = {}
         hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
-        self.global_step_offset = 0
         hold_outside(self, "_teacher", None)
         hold_outside(self, "_teacher_fn", None)
 
@@ -52,64 +51,71 @@ class LifelongModule(pl.LightningModule):
         """Hold `teacher` outside the module tree; `compile` runs it through torch.compile as a
         callable, so its own state_dict keys stay clean."""
         hold_outside(self, "_teacher", teacher)
-        hold_outside(
-            self, "_teacher_fn", torch.compile(teacher) if compile and teacher is not None else teacher
-        )
+        hold_outside(self, "_teacher_fn", torch.compile(teacher) if compile and teacher is not None else teacher)
 
     def needs_teacher(self) -> bool:
-        return bool(self.old) and self.method.uses_teacher
+        return bool(self.phase.old_tasks) and self.method.uses_teacher
 
     def on_fit_start(self) -> None:
-        """The teacher was set by the `TeacherSwap` callback (which runs first)."""
+        """The teacher was set by the `TeacherSwap` callback (which runs first); the method's state
+        moves to the training device once, here."""
         if self.needs_teacher() and self._teacher is None:
             raise RuntimeError(
-                f"phase {self.phase.index} distils old tasks {self.old} but has no teacher: fit "
-                "with lhl.engine.teacher.TeacherSwap() among the Trainer's callbacks, or call set_teacher()"
+                f"phase {self.phase.index} distils old tasks {list(self.phase.old_tasks)} but has no "
+                "teacher: fit with lhl.engine.teacher.TeacherSwap() among the Trainer's callbacks, "
+                "or call set_teacher()"
             )
+        self.method.to(self.device)
         self.method.on_phase_start(self.phase, self.network)
 
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]
-        heads = list(self.phase.tasks) + (self.old if self.method.uses_teacher else [])
-        student = self._student_fn(images, heads)
+        student = self._student_fn(images, self.method.student_heads(self.phase))
         teacher = self.teacher_outputs(images) if self.needs_teacher() else None
-        loss, logs = self.method.training_loss(student, teacher, batch, list(self.phase.tasks), self.old)
-        extra, extra_logs = self.method.extra_loss(self.network, batch, self.phase)
-        if extra is not None:
-            loss = loss + extra
-            logs.update(extra_logs)
+        terms, diagnostics = self.method.loss_terms(Step(self.network, student, teacher, batch, self.phase))
+        loss = torch.stack(list(terms.values())).sum()
+        logs = {f"loss/{name}": value.detach() for name, value in terms.items()}
+        logs.update(diagnostics)
         # checked on logging steps only, where the logged values are read from the device anyway:
         # a per-step check would add a host-device sync to every GPU step
         if self.global_step % max(1, int(self.train_cfg.log_every_n_steps)) == 0 and not torch.isfinite(loss):
-            terms = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
+            values = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
             raise FloatingPointError(
                 f"non-finite loss at phase {self.phase.index}, step {self.global_step} "
-                f"(method '{type(self.method).__name__}'): {terms}. Lower train.lr, check the "
+                f"(method '{type(self.method).__name__}'): {values}. Lower train.lr, check the "
                 "labels of the batch for NaN/inf, or use train.gradient_clip_val."
             )
         logs["loss/total"] = loss.detach()
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
         self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
-        self.log("step_global", float(self.global_step_offset + self.global_step), on_step=True, on_epoch=False)
+        self.log("step_global", float(self.step_offset + self.global_step), on_step=True, on_epoch=False)
         return loss
 
     def teacher_outputs(self, images: Tensor) -> Dict[str, Tensor]:
         """The old heads' predictions, computed under `inference_mode` (no autograd bookkeeping at
         all) in the step's precision, then copied once into ordinary tensors: inference tensors
         cannot be saved for backward, and the method losses multiply the student by them."""
+        old = list(self.phase.old_tasks)
         with torch.inference_mode():
             if self.train_cfg.get("teacher_pass", "shared") == "per_task":  # the release's way
-                out = {t: self._teacher_fn(images, [t])[t] for t in self.old}
+                out = {t: self._teacher_fn(images, [t])[t] for t in old}
             else:
-                out = self._teacher_fn(images, self.old)
+                out = self._teacher_fn(images, old)
         return {t: v.clone() for t, v in out.items()}
 
-    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        """After the optimiser step: the method sees the batch (ER stores it only now, so a batch
-        is never replayed in its own step) and the step just taken (SI's path integral)."""
-        self.method.observe(batch, self.phase)
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Between backward (gradients unscaled under AMP) and the step: the method's gradient hook."""
+        self.method.before_optimizer_step(self.network)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The optimiser step, then the method's hook on the weights it produced."""
+        super().optimizer_step(*args, **kwargs)
         self.method.after_optimizer_step(self.network)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        """After the step: the method sees the batch (ER stores it only now)."""
+        self.method.observe(batch, self.phase)
 
     def on_train_end(self) -> None:
         """End-of-phase estimates (Fisher, importances) on the training device, before teardown
@@ -119,30 +125,25 @@ class LifelongModule(pl.LightningModule):
         self.method.on_phase_end(self.phase, self.network, loader)
 
     def configure_optimizers(self):
-        params = [p for p in self.network.parameters() if p.requires_grad]
         cfg = self.train_cfg
-        if cfg.optimizer == "adam":
-            return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if cfg.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return build_optimizer(self.network.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
 
     # --- evaluation ---------------------------------------------------------------------------
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
-        preds = self.network(batch["image"], self.eval_tasks)
-        for t in self.eval_tasks:
+        preds = self.network(batch["image"], list(self.phase.eval_tasks))
+        for t in self.phase.eval_tasks:
             self.metrics[t].update(preds[t].float(), batch[t])
 
     def on_validation_epoch_end(self) -> None:
         out = {}
-        for t in self.eval_tasks:
+        for t in self.phase.eval_tasks:
             out[t] = {k: float(v) for k, v in self.metrics[t].compute().items()}
             self.metrics[t].reset()
         self.last_eval = out
         flat = {f"val/{t}/{k}": v for t, m in out.items() for k, v in m.items()}
         self.log_dict(flat, sync_dist=False, rank_zero_only=True)
 
-    # --- checkpoints --------------------------------------------------------------------------
+    # --- mid-phase checkpoints (SLURM requeue) ---------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lhl"] = {
             "heads": {n: (s.kind, s.channels) for n, s in self.network.specs.items()},
@@ -150,7 +151,6 @@ class LifelongModule(pl.LightningModule):
             "teacher_heads": [] if self._teacher is None else list(self._teacher.heads.keys()),
             "method_state": self.method.state_dict(),
             "phase": self.phase.index,
-            "global_step": self.global_step_offset,
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

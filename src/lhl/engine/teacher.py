@@ -23,7 +23,7 @@ class TeacherSwap(pl.Callback):
             return
         teacher = module.teacher
         if teacher is None:
-            teacher = freeze_copy(module.network, module.old)
+            teacher = freeze_copy(module.network, list(module.phase.old_tasks))
         teacher.to(module.device)
         if module.train_cfg.channels_last:
             teacher.to(memory_format=torch.channels_last)

@@ -1,30 +1,37 @@
-"""The lifelong-method interface: how a method plans its phases and what it adds to the loss.
+"""The lifelong-method interface: what a method asks of each phase and what it adds to the loss.
 
 A method is one file in this package plus a `METHODS.register` entry. It never touches the
-training loop: the LightningModule calls `training_loss` with the student's outputs on every
-seen head, the frozen teacher's outputs on every old head (None in the first phase) and the
-batch, and logs every term the method returns.
+training loop. Per step the LightningModule hands it a `Step` (the network, the student's outputs
+on the heads the method asked for, the frozen teacher's outputs on the old heads, the batch and
+the phase) and receives **named, weighted loss terms**: the loss is their sum, and each term is
+logged as `loss/<name>` exactly as it entered the loss. Diagnostics (not in the loss) go in a
+second dict. Hooks around the optimiser step let a method see the gradient before the step
+(`before_optimizer_step`) and the update after it (`after_optimizer_step`).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
+from lhl.data.protocol import Phase, PhaseRequest, sequential
 from lhl.tasks.base import TaskSpec
+
+#: named loss terms (their sum is the loss) and diagnostics (logged only)
+Terms = Dict[str, Tensor]
 
 
 @dataclass
-class Phase:
-    """One phase: the tasks whose labels are used, which train slice, and whether to start anew."""
+class Step:
+    """What a method sees of one training step."""
 
-    index: int
-    tasks: List[str]
-    slice: Optional[int]  # index of the disjoint train slice; None = the whole train set
-    fresh_model: bool = False  # single-task references start from a new network
-    eval_tasks: Optional[List[str]] = None  # default: every task seen so far
+    network: nn.Module
+    student: Dict[str, Tensor]  # activated outputs of `Method.student_heads(phase)`
+    teacher: Optional[Dict[str, Tensor]]  # the teacher's outputs on the old heads, or None
+    batch: Dict[str, Tensor]
+    phase: Phase
 
 
 @dataclass
@@ -43,69 +50,46 @@ class Method:
         self.tasks = tasks
 
     # --- the plan -----------------------------------------------------------------------------
-    def plan(self, order: List[str]) -> List[Phase]:
-        """The default lifelong protocol: phase t trains task t on train slice t."""
-        return [Phase(index=i, tasks=[t], slice=i) for i, t in enumerate(order)]
+    def plan(self, order: List[str]) -> List[PhaseRequest]:
+        """What each phase trains (resolved into phases by `lhl.data.protocol.resolve_plan`)."""
+        return sequential(order)
+
+    def student_heads(self, phase: Phase) -> List[str]:
+        """The heads the student runs each step: the phase's tasks, plus the old ones to distil."""
+        return list(phase.train_tasks) + (list(phase.old_tasks) if self.uses_teacher else [])
 
     # --- the loss -----------------------------------------------------------------------------
-    def current_loss(
-        self, student: Dict[str, Tensor], batch: Dict[str, Tensor], current: List[str]
-    ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """Supervised loss of the tasks whose labels this phase has."""
-        logs: Dict[str, Tensor] = {}
-        total = student[current[0]].new_zeros(())
-        for name in current:
-            term = self.tasks[name].loss(student[name], batch[name])
-            logs[f"loss/{name}"] = term.detach()
-            total = total + term
-        return total, logs
+    def supervised_terms(self, step: Step) -> Terms:
+        """One term per task whose labels this phase has: its supervised loss."""
+        return {t: self.tasks[t].loss(step.student[t], step.batch[t]) for t in step.phase.train_tasks}
 
-    def training_loss(
-        self,
-        student: Dict[str, Tensor],
-        teacher: Optional[Dict[str, Tensor]],
-        batch: Dict[str, Tensor],
-        current: List[str],
-        old: List[str],
-    ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return self.current_loss(student, batch, current)
+    def loss_terms(self, step: Step) -> Tuple[Terms, Terms]:
+        """(terms, diagnostics): the loss is the sum of `terms`, each already weighted."""
+        return self.supervised_terms(step), {}
 
-    # --- hooks for methods with state (regularisers, buffers) ---------------------------------
+    # --- state and hooks ------------------------------------------------------------------------
+    def to(self, device: torch.device) -> None:
+        """Move the method's tensors to the training device; called once per phase, at its start."""
+
     def on_phase_start(self, phase: Phase, network: nn.Module) -> None:
-        """Called before the phase's fit (the network already has the phase's heads)."""
+        """Called before the phase's first step (the network has the phase's heads, on its device)."""
 
     def on_phase_end(self, phase: Phase, network: nn.Module, train_loader) -> None:
         """Called after the phase's fit with that phase's train loader (e.g. Fisher estimation)."""
 
-    def observe(self, batch: Dict[str, Tensor], phase: Phase) -> None:
-        """Sees every training batch of the phase after its optimiser step (ER's reservoir
-        sampling: as in Mammoth's ER, a batch enters the buffer after the step it trained)."""
-
-    def extra_loss(
-        self, network: nn.Module, batch: Dict[str, Tensor], phase: Phase
-    ) -> Tuple[Optional[Tensor], Dict[str, Tensor]]:
-        """A term added to the loss that needs the network itself: a parameter-space penalty
-        (EWC, SI, MAS) or a replay loss (ER). None when the method adds nothing."""
-        return None, {}
+    def before_optimizer_step(self, network: nn.Module) -> None:
+        """Sees the gradients between backward (unscaled under AMP) and the optimiser step: the
+        place to project or mask a gradient, or to snapshot the weights whose update to edit."""
 
     def after_optimizer_step(self, network: nn.Module) -> None:
-        """Called after each optimiser step (SI's path integral)."""
+        """Sees the weights right after each optimiser step (SI's path integral, an update projection)."""
+
+    def observe(self, batch: Dict[str, Tensor], phase: Phase) -> None:
+        """Sees every training batch after its optimiser step (ER's reservoir: as in Mammoth, a
+        batch enters the buffer after the step it trained, so it is never replayed in that step)."""
 
     def state_dict(self) -> Dict[str, Any]:
         return {}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         pass
-
-
-def options_from_dict(cls, values: Dict[str, Any], where: str):
-    """Build a method's Options dataclass, naming the unknown key and the valid ones."""
-    valid = {f.name for f in dataclasses.fields(cls)}
-    values = {(k + "_" if k + "_" in valid and k not in valid else k): v for k, v in values.items()}
-    for key in values:
-        if key not in valid:
-            raise KeyError(
-                f"{where}: unknown option 'method.{key}'; valid options: "
-                f"{', '.join(sorted(v.rstrip('_') for v in valid | {'name'}))}"
-            )
-    return cls(**values)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from lhl.methods.shared.quadratic import (
     QuadraticRegulariser, RegulariserOptions, gradient_statistic, regularised_parameters,
 )
-from lhl.methods.base import Phase
+from lhl.data.protocol import Phase
 from lhl.core.registry import METHODS
 
 
@@ -55,7 +55,7 @@ def supervised_objective(tasks, names):
 @METHODS.register("ewc")
 class EWC(QuadraticRegulariser):
     Options = EWCOptions
-    log_key = "ewc/penalty"
+    term_name = "ewc"
 
     @property
     def scale(self) -> float:
@@ -64,8 +64,8 @@ class EWC(QuadraticRegulariser):
     def fisher(self, phase: Phase, network: nn.Module, loader) -> Dict[str, Tensor]:
         """Diagonal empirical Fisher: mean over batches of the squared batch-loss gradient."""
         return gradient_statistic(
-            network, loader, supervised_objective(self.tasks, phase.tasks),
-            regularised_parameters(network, phase.tasks), lambda g: g.pow(2),
+            network, loader, supervised_objective(self.tasks, phase.train_tasks),
+            regularised_parameters(network, phase.train_tasks), lambda g: g.pow(2),
             self.opts.fisher_batches,
         )
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from lhl.methods.shared.quadratic import (
     QuadraticRegulariser, RegulariserOptions, gradient_statistic, regularised_parameters,
 )
-from lhl.methods.base import Phase
+from lhl.data.protocol import Phase
 from lhl.core.registry import METHODS
 
 
@@ -47,7 +47,7 @@ def output_norm_objective(names):
 @METHODS.register("mas")
 class MAS(QuadraticRegulariser):
     Options = MASOptions
-    log_key = "mas/penalty"
+    term_name = "mas"
 
     @property
     def scale(self) -> float:
@@ -56,8 +56,8 @@ class MAS(QuadraticRegulariser):
     def importance(self, phase: Phase, network: nn.Module, loader) -> Dict[str, Tensor]:
         """Mean over batches of |∂ mean ||f(x)||² / ∂θ| (one gradient per batch, as for EWC)."""
         return gradient_statistic(
-            network, loader, output_norm_objective(phase.tasks),
-            regularised_parameters(network, phase.tasks), lambda g: g.abs(), self.opts.batches,
+            network, loader, output_norm_objective(phase.train_tasks),
+            regularised_parameters(network, phase.train_tasks), lambda g: g.abs(), self.opts.batches,
         )
 
     def on_phase_end(self, phase: Phase, network: nn.Module, train_loader) -> None:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from lhl.methods.shared.quadratic import (
     QuadraticRegulariser, RegulariserOptions, regularised_parameters, snapshot,
 )
-from lhl.methods.base import Phase
+from lhl.data.protocol import Phase
 from lhl.core.registry import METHODS
 
 
@@ -39,7 +39,7 @@ class SIOptions(RegulariserOptions):
 @METHODS.register("si")
 class SI(QuadraticRegulariser):
     Options = SIOptions
-    log_key = "si/penalty"
+    term_name = "si"
 
     def __init__(self, options, tasks):
         super().__init__(options, tasks)
@@ -69,6 +69,11 @@ class SI(QuadraticRegulariser):
         if not self.omega or set(self.omega) != set(self._tracked(network)):
             self._reset(network)
 
+    def to(self, device: torch.device) -> None:
+        super().to(device)
+        for store in (self.start, self.previous, self.omega):
+            store.update({n: t.to(device) for n, t in store.items()})
+
     @torch.no_grad()
     def after_optimizer_step(self, network: nn.Module) -> None:
         """Add -g · Δθ of the step just taken to ω (parameters without a gradient only move on)."""
@@ -76,9 +81,6 @@ class SI(QuadraticRegulariser):
         if set(params) != set(self.previous):
             self._reset(network)
             return
-        device = next(iter(params.values())).device
-        for store in (self.start, self.previous, self.omega):
-            store.update({n: t.to(device) for n, t in store.items()})
         for n, p in params.items():
             if p.grad is not None:
                 # a step skipped by the fp16 grad scaler has inf gradients and Δθ = 0: inf·0 = NaN

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from lhl.config import Config
 from lhl.core.io import atomic_write_json
 from lhl.methods import METHODS
-from lhl.methods.base import Phase
+from lhl.data.protocol import Phase
 from lhl.models import MultiHeadPredictor
 from lhl.engine.lifelong_module import LifelongModule
 from lhl.models.frozen import freeze_copy
@@ -54,7 +54,8 @@ def _module(method_name: str, tasks, current: str, args, device) -> LifelongModu
     method = cls(cls.Options(), specs)
     old = [n for n, _, _ in tasks if n != current]
     train_cfg = OmegaConf.structured(Config).train
-    module = LifelongModule(net, method, Phase(len(old), [current], 0), old, [current], train_cfg)
+    phase = Phase(len(old), (current,), tuple(old), (current,), slice=0)
+    module = LifelongModule(net, method, phase, train_cfg)
     if method.uses_teacher:
         module.set_teacher(freeze_copy(net, old))
     module.to(device)

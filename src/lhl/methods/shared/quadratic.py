@@ -23,7 +23,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from lhl.core.distributed import rank_and_world
-from lhl.methods.base import Method, MethodOptions, Phase
+from lhl.methods.base import Method, MethodOptions, Step, Terms
 
 Named = Dict[str, Tensor]
 
@@ -136,11 +136,11 @@ class QuadraticRegulariser(Method):
     """A method whose extra loss is `scale * Σ_terms Σ_i Ω_i (θ_i - θ*_i)²`.
 
     `terms` is a list of {"importance": Named, "anchor": Named}; accumulating methods keep one
-    term, EWC in its original (not online) form keeps one per finished phase. The logged value
-    (`<log_key>`) is the term as added to the loss.
+    term, EWC in its original (not online) form keeps one per finished phase. The loss term is
+    named `<term_name>` (logged as `loss/<term_name>`, as added to the loss).
     """
 
-    log_key: str = "penalty"
+    term_name: str = "penalty"
 
     def __init__(self, options, tasks):
         super().__init__(options, tasks)
@@ -150,24 +150,24 @@ class QuadraticRegulariser(Method):
     def scale(self) -> float:
         raise NotImplementedError
 
+    def to(self, device: torch.device) -> None:
+        """Importances and anchors live on the training device for the whole phase."""
+        self.terms = [{k: {n: t.to(device) for n, t in d.items()} for k, d in term.items()} for term in self.terms]
+
     def penalty(self, network: nn.Module) -> Tensor:
         """The unscaled quadratic penalty of the current weights against every stored anchor."""
         params = dict(network.named_parameters())
-        device = parameter_device(network)
         total = next(iter(params.values())).new_zeros(())
         for term in self.terms:
-            for key in ("importance", "anchor"):
-                term[key] = {n: t.to(device) for n, t in term[key].items()}
             total = total + quadratic_penalty(params, term["importance"], term["anchor"])
         return total
 
-    def extra_loss(
-        self, network: nn.Module, batch: Dict[str, Tensor], phase: Phase
-    ) -> Tuple[Optional[Tensor], Dict[str, Tensor]]:
-        if not self.terms:
-            return None, {}
-        value = self.scale * self.penalty(network)
-        return value, {self.log_key: value.detach()}
+    def loss_terms(self, step: Step) -> Tuple[Terms, Terms]:
+        """The supervised terms plus `scale` x the penalty, once anything is anchored."""
+        terms = self.supervised_terms(step)
+        if self.terms:
+            terms[self.term_name] = self.scale * self.penalty(step.network)
+        return terms, {}
 
     def consolidate(
         self, importance: Named, network: nn.Module, decay: float = 1.0, separate: bool = False

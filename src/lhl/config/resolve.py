@@ -1,0 +1,118 @@
+"""The checks a composed config needs beyond its schema, done once, before anything is written,
+trained or submitted: the method's options against its `Options` dataclass, `data.options` against
+the dataset's constructor, and the sequence's tasks against what the dataset offers.
+
+Every entry point (`run`, `compare`, `slurm`, `bench`) resolves its config here, so a typo such as
+`method.neww=3` fails on the login node, naming the key and the valid ones, not in the queue.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+from typing import Any, Dict, List, Tuple
+
+from omegaconf import DictConfig, OmegaConf
+
+from lhl.config.compose import ConfigError, method_tag
+from lhl.core.registry import DATASETS, METHODS
+
+#: constructor arguments every dataset takes that are not options
+_SAMPLE_ARGS = ("self", "root", "split", "tasks")
+
+
+def _near(word: str, valid: List[str]) -> str:
+    close = difflib.get_close_matches(str(word), valid, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def options_from_dict(cls, values: Dict[str, Any], where: str):
+    """Build a method's Options dataclass, naming the unknown key and the valid ones.
+
+    A key that is a Python keyword in the dataclass (`lambda_`) may be written without its `_`."""
+    valid = {f.name for f in dataclasses.fields(cls)}
+    values = {(k + "_" if k + "_" in valid and k not in valid else k): v for k, v in values.items()}
+    shown = sorted(v.rstrip("_") for v in valid | {"name"})
+    for key in values:
+        if key not in valid:
+            raise ConfigError(
+                f"{where}: unknown option 'method.{key}'{_near(key, shown)}; valid options: "
+                f"{', '.join(shown)}"
+            )
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def method_options(cfg: DictConfig):
+    """The method class and its checked Options (ER's reservoir seed follows the run's seed)."""
+    try:
+        cls = METHODS.get(cfg.method.name)
+    except KeyError as err:
+        raise ConfigError(f"method.name: {err.args[0]}") from None
+    opts = {k: v for k, v in OmegaConf.to_container(cfg.method, resolve=True).items() if k != "name"}
+    if "seed" in {f.name for f in dataclasses.fields(cls.Options)}:
+        opts.setdefault("seed", int(cfg.run.seed))
+    tag = method_tag(cfg)
+    where = f"method '{tag}' (experiments/method/{tag}.yaml or the command line)"
+    return cls, options_from_dict(cls.Options, opts, where)
+
+
+def dataset_options(cls) -> List[str]:
+    """The options a dataset takes: its constructor's named keyword parameters besides root, split, tasks."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in inspect.signature(cls.__init__).parameters.items()
+            if p.kind in kinds and n not in _SAMPLE_ARGS]
+
+
+def checked_options(data_cfg) -> Tuple[type, dict]:
+    """The dataset class and `data.options` as a plain dict, every key checked against its constructor."""
+    try:
+        cls = DATASETS.get(data_cfg.dataset)
+    except KeyError as err:
+        raise ConfigError(f"data.dataset: {err.args[0]}") from None
+    raw = data_cfg.get("options") if isinstance(data_cfg, DictConfig) else getattr(data_cfg, "options", None)
+    options = OmegaConf.to_container(raw, resolve=True) if isinstance(raw, DictConfig) else dict(raw or {})
+    valid = dataset_options(cls)
+    bad = [k for k in options if k not in valid]
+    if bad:
+        raise ConfigError(
+            f"data.options.{bad[0]}: dataset '{data_cfg.dataset}' has no option '{bad[0]}'"
+            + _near(bad[0], valid)
+            + (f"; also unknown: {bad[1:]}" if bad[1:] else "")
+            + f"; valid options: {', '.join(valid) or 'none'}"
+        )
+    return cls, options
+
+
+def task_info(data_cfg) -> Dict[str, Tuple[str, int]]:
+    """{task name: (task type, channels)} that the configured dataset offers."""
+    cls, options = checked_options(data_cfg)
+    return dict(cls.task_info(**options))
+
+
+def sequence_tasks(cfg: DictConfig) -> Dict[str, Tuple[str, int]]:
+    """The sequence's tasks in order with their (task type, channels), each offered by the dataset."""
+    info = task_info(cfg.data)
+    missing = [t for t in cfg.sequence.tasks if t not in info]
+    if missing:
+        raise ConfigError(
+            f"sequence.tasks: {missing} not offered by dataset '{cfg.data.dataset}' (it has "
+            f"{sorted(info)}){_near(missing[0], sorted(info))}"
+        )
+    return {t: info[t] for t in cfg.sequence.tasks}
+
+
+def resolve(cfg: DictConfig) -> DictConfig:
+    """Check everything a run will build from `cfg`; returns `cfg` unchanged."""
+    method_options(cfg)
+    sequence_tasks(cfg)
+    return cfg
+
+
+def load_config(files=(), overrides=()) -> DictConfig:
+    """`lhl.config.compose.load_config`, then `resolve`: the config every entry point runs with."""
+    from lhl.config.compose import load_config as compose
+
+    return resolve(compose(files, overrides))

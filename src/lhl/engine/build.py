@@ -1,0 +1,48 @@
+"""What a lifelong run is built from, given its resolved config: task types, method, network,
+the resolved phase plan and the run folder."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+from omegaconf import DictConfig
+
+from lhl.config import method_tag
+from lhl.config.resolve import method_options, sequence_tasks
+from lhl.data.protocol import Phase, resolve_plan
+from lhl.engine.run_folder import RunFolder
+from lhl.methods.base import Method
+from lhl.models import MultiHeadPredictor
+from lhl.tasks import TaskSpec, build_task
+
+
+def run_folder_of(cfg: DictConfig) -> RunFolder:
+    """`run.out_dir/run.name`, by default `<out_dir>/<seq>/<method preset>/seed<k>`."""
+    name = cfg.run.name or f"{cfg.sequence.name}/{method_tag(cfg)}/seed{cfg.run.seed}"
+    return RunFolder(Path(cfg.run.out_dir) / name)
+
+
+def build_specs(cfg: DictConfig) -> Dict[str, TaskSpec]:
+    """The sequence's task types, in its order."""
+    return {t: build_task(kind, t, ch) for t, (kind, ch) in sequence_tasks(cfg).items()}
+
+
+def build_method(cfg: DictConfig, specs: Dict[str, TaskSpec]) -> Method:
+    cls, options = method_options(cfg)
+    return cls(options, specs)
+
+
+def build_plan(method: Method, specs: Dict[str, TaskSpec]) -> List[Phase]:
+    return resolve_plan(method.plan(list(specs)))
+
+
+def build_network(cfg: DictConfig) -> MultiHeadPredictor:
+    m = cfg.model
+    net = MultiHeadPredictor(
+        backbone=m.backbone, pretrained=m.pretrained, output_stride=m.output_stride,
+        head_width=m.head_width, aspp_rates=list(m.aspp_rates), dropout=m.dropout,
+    )
+    if cfg.train.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net

@@ -1,0 +1,62 @@
+"""The Lightning `Trainer` of one phase: fit only (evaluation happens once, after), the teacher
+callback, the phase's progress bar, DDP that lets idle heads be."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from lhl.data.protocol import Phase
+from lhl.engine.progress import PhaseProgressBar
+from lhl.engine.teacher import TeacherSwap
+
+
+def process_count(t: DictConfig) -> int:
+    """How many training processes `train.devices` x `train.num_nodes` start."""
+    devices = t.devices
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        n = len(devices)
+    elif str(devices) in ("auto", "-1"):
+        n = max(torch.cuda.device_count(), 1) if t.accelerator in ("auto", "gpu", "cuda") else 1
+    else:
+        n = int(devices)
+    return n * int(t.num_nodes)
+
+
+def strategy(t: DictConfig):
+    """DDP that lets heads idle in a phase (old heads under finetune, EWC, ER) without erroring."""
+    if t.strategy in ("auto", "ddp") and process_count(t) > 1:
+        return "ddp_find_unused_parameters_true"
+    return t.strategy
+
+
+def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, logger) -> pl.Trainer:
+    """A Trainer whose `default_root_dir` is the phase's own folder (its SLURM checkpoints stay there)."""
+    t = cfg.train
+    bar = [PhaseProgressBar(phase.index, num_phases, phase.train_tasks)] if t.progress_bar else []
+    return pl.Trainer(
+        default_root_dir=str(root),
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        limit_train_batches=t.limit_train_batches,
+        limit_val_batches=cfg.eval.limit_batches,
+        check_val_every_n_epoch=10**9,  # evaluation happens once, after fit
+        num_sanity_val_steps=0,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        num_nodes=t.num_nodes,
+        strategy=strategy(t),
+        precision=t.precision,
+        sync_batchnorm=t.sync_batchnorm,
+        deterministic=t.deterministic,
+        gradient_clip_val=t.gradient_clip_val,
+        log_every_n_steps=t.log_every_n_steps,
+        logger=logger if logger is not None else False,
+        callbacks=[TeacherSwap()] + bar,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=bool(t.progress_bar),
+        use_distributed_sampler=False,
+    )

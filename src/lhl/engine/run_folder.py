@@ -1,0 +1,87 @@
+"""Every path of a lifelong run's folder, in one place, and the phase checkpoint's format.
+
+```
+<root>/config.yaml                 the resolved config of the run's first start
+<root>/results.json, results.md    R[phase][task][metric] (lhl.reporting.results)
+<root>/forgetting.png              each task's main metric across phases
+<root>/phase_<i>/phase.ckpt        network, heads, the method's state, the global step after phase i
+<root>/phase_<i>/gallery.png       input, ground truth and prediction of a few val images
+<root>/phase_<i>/hpc_ckpt_*.ckpt   Lightning's SLURM requeue checkpoints of an unfinished phase
+<root>/logs/phase_<i>/metrics.csv  the CSV log of phase i (tb/ for TensorBoard)
+```
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+
+from lhl.core.io import atomic_torch_save
+
+PHASE_CKPT_FORMAT = 2  # 2: the network alone (no teacher copy: the next phase makes it anew)
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def results_json(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def forgetting_plot(self) -> Path:
+        return self.root / "forgetting.png"
+
+    def phase_dir(self, index: int) -> Path:
+        return self.root / f"phase_{index}"
+
+    def phase_ckpt(self, index: int) -> Path:
+        return self.phase_dir(index) / "phase.ckpt"
+
+    def gallery(self, index: int) -> Path:
+        return self.phase_dir(index) / "gallery.png"
+
+    def hpc_checkpoints(self, index: int):
+        return sorted(self.phase_dir(index).glob("hpc_ckpt_*.ckpt"))
+
+    # --- the phase checkpoint -------------------------------------------------------------------
+    def save_phase(self, index: int, network, method_state: Dict[str, Any], global_step: int) -> Path:
+        """Write phase `index`'s checkpoint atomically (temp file, fsync, rename): what the next phase
+        and a resumed run start from. Call on one rank."""
+        blob = {
+            "format": PHASE_CKPT_FORMAT,
+            "phase": int(index),
+            "heads": {n: (s.kind, s.channels) for n, s in network.specs.items()},
+            "network": network.state_dict(),
+            "method_state": method_state,
+            "global_step": int(global_step),
+        }
+        return atomic_torch_save(blob, self.phase_ckpt(index))
+
+    def load_phase(self, index: int) -> Dict[str, Any]:
+        """The checkpoint written by `save_phase`; errors name the file and the fix."""
+        path = self.phase_ckpt(index)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: phase {index} is recorded in {self.results_json} but its checkpoint is "
+                "missing; delete the run folder (or its results.json) to start the run again"
+            )
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(blob, dict) or blob.get("format") != PHASE_CKPT_FORMAT:
+            raise ValueError(
+                f"{path}: not a phase checkpoint of this lhl version (format "
+                f"{blob.get('format') if isinstance(blob, dict) else '?'}, expected {PHASE_CKPT_FORMAT}); "
+                "start the run in a new folder"
+            )
+        return blob
+
+    def last_step(self, index: Optional[int]) -> int:
+        """The global step after phase `index` (0 before the first phase)."""
+        return 0 if index is None else int(self.load_phase(index)["global_step"])
