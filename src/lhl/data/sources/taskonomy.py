@@ -33,10 +33,10 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import Dataset
 
 from lhl.data.checks import found_near
+from lhl.data.convert import read_png
 from lhl.data.sources.nyuv2 import data_home
 from lhl.core.registry import DATASETS
 
@@ -64,13 +64,6 @@ def obtain(domains: Sequence[str]) -> str:
         f"data/) with the domains {', '.join(['rgb', *domains])}, unpacked as <root>/<building>/<domain>/, "
         "and its split CSV (e.g. train_val_test_tiny.csv) into <root>"
     )
-
-
-def read_png(path: Path) -> Tuple[np.ndarray, int]:
-    """A PNG as an array and its bit depth (8 or 16; PIL reads 16-bit grey as mode I;16 or I)."""
-    with Image.open(path) as im:
-        bits = 16 if im.mode.startswith("I") else 8
-        return np.array(im), bits
 
 
 def decode_depth(v: np.ndarray) -> np.ndarray:
@@ -238,11 +231,12 @@ class Taskonomy(Dataset):
 
     def _depth_valid(self, key) -> Optional[np.ndarray]:
         path = self.files["depth_zbuffer"].get(key)
-        return None if path is None else read_png(path)[0] != DEPTH_INVALID
+        return None if path is None else read_png(path) != DEPTH_INVALID
 
     def _load(self, task: str, key) -> torch.Tensor:
         path = self.files[DOMAINS[task]][key]
-        v, bits = read_png(path)
+        v = read_png(path)
+        bits = 8 if v.dtype == np.uint8 else 16  # PIL reads 16-bit grey as mode I;16 or I
         if task == "semantic":
             lab = torch.from_numpy(decode_semantic(v, self.semantic_classes, str(path)))
             return _resize(lab[None], self.size, "nearest")[0] if self.size else lab
@@ -258,7 +252,7 @@ class Taskonomy(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         key = self.samples[item]
-        rgb, _ = read_png(self.files["rgb"][key])
+        rgb = read_png(self.files["rgb"][key])
         image = torch.from_numpy(rgb[..., :3].astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
         sample = {"image": _resize(image, self.size, "bilinear").clamp(0, 1) if self.size else image, "index": item}
         for task in self.tasks:
