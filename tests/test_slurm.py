@@ -111,6 +111,20 @@ def test_typo_fails_before_writing(tmp_path):
     assert not (tmp_path / "jobs").exists()
 
 
+def test_method_option_and_dataset_option_typos_fail_before_writing(tmp_path):
+    """Checked against the method's Options and the dataset's constructor, on the login node."""
+    out = tmp_path / "jobs" / "job.sbatch"
+    with pytest.raises(ConfigError, match=r"unknown option 'method.neww' \(did you mean 'new'\?\); valid options: .*new"):
+        slurm.cli(["seq=synthetic_s1", "method=had", "method.neww=3", "submit=no", f"out={out}"])
+    with pytest.raises(ConfigError, match="data.options.n_trian.*did you mean 'n_train'"):
+        slurm.cli(["seq=synthetic_s1", "method=had", "data.options={n_trian: 5}", "submit=no", f"out={out}"])
+    with pytest.raises(ConfigError, match=r"sequence.tasks: \['depht'\] not offered"):
+        slurm.cli(["seq=synthetic_s1", "method=had", "sequence.tasks=[semantic,depht]", "submit=no", f"out={out}"])
+    with pytest.raises(ConfigError, match="method.name: unknown method 'hda'"):
+        slurm.cli(["seq=synthetic_s1", "method=hda", "submit=no", f"out={out}"])
+    assert not (tmp_path / "jobs").exists()
+
+
 def test_submit_yes_calls_sbatch(tmp_path, monkeypatch, capsys):
     bin_dir = tmp_path / "bin"
     record = tmp_path / "sbatch_args"

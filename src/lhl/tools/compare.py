@@ -39,15 +39,14 @@ def cli(argv: List[str]) -> int:
         raise ConfigError('compare: give seq=NAME and methods="m1 m2 ..." (seeds="0 1 2" optional)')
     if ref and ref not in methods:
         methods.append(ref)
+    # every run's config is composed and checked before the first one trains
+    configs = [(method, load_config([], [f"seq={seq}", f"method={method}", *([f"seed={seed}"] if seed is not None else []), *rest]))
+               for method in methods for seed in seeds]
     runs: Dict[str, List[Path]] = {}
-    out_dir = None
-    for method in methods:
-        for seed in seeds:
-            seed_arg = [f"seed={seed}"] if seed is not None else []
-            cfg = load_config([], [f"seq={seq}", f"method={method}", *seed_arg, *rest])
-            print(f"\n##### compare: {seq} / {method} / seed {cfg.run.seed}", flush=True)
-            runs.setdefault(method, []).append(run(cfg))
-            out_dir = Path(cfg.run.out_dir) / seq / "compare"
+    for method, cfg in configs:
+        print(f"\n##### compare: {seq} / {method} / seed {cfg.run.seed}", flush=True)
+        runs.setdefault(method, []).append(run(cfg))
+    out_dir = Path(configs[-1][1].run.out_dir) / seq / "compare"
     ref_dirs = runs.get(ref) if ref else None
     markdown, table = compare(runs, ref=ref_dirs)
     out_dir.mkdir(parents=True, exist_ok=True)
