@@ -32,7 +32,7 @@ def strategy(t: DictConfig):
     return t.strategy
 
 
-def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, logger) -> pl.Trainer:
+def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, logger, extra_callbacks=()) -> pl.Trainer:
     """A Trainer whose `default_root_dir` is the phase's own folder (its SLURM checkpoints stay there)."""
     t = cfg.train
     bar = [PhaseProgressBar(phase.index, num_phases, phase.train_tasks)] if t.progress_bar else []
@@ -54,7 +54,7 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
         gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps,
         logger=logger if logger is not None else False,
-        callbacks=[TeacherSwap()] + bar,
+        callbacks=[TeacherSwap(), *extra_callbacks] + bar,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=bool(t.progress_bar),

@@ -23,6 +23,7 @@ from lhl.engine.lifelong_module import LifelongModule
 from lhl.engine.loggers import build_logger
 from lhl.engine.phase_trainer import phase_trainer
 from lhl.engine.run_identity import check_same_run
+from lhl.engine.timing import PhaseTimings, StepClock
 from lhl.models import MultiHeadPredictor
 from lhl.reporting.results import Results
 from lhl.tasks import build_task
@@ -41,6 +42,7 @@ class PhaseRunner:
         self.plan: List[Phase] = build_plan(self.method, self.specs)
         self.logger = None
         self.global_step = 0
+        self.timings = PhaseTimings()
 
     def _results(self) -> Results:
         if self.folder.results_json.is_file() and self.cfg.run.resume:
@@ -69,15 +71,21 @@ class PhaseRunner:
                 continue
             if network is None or phase.fresh_model:
                 network = self._start_network(phase, done)
-            module, trainer = self._fit_phase(phase, network, dm)
+            clock = StepClock()
+            with self.timings.measure(phase.index, "fit"):
+                module, trainer = self._fit_phase(phase, network, dm, clock)
+            self.timings.add_steps(phase.index, clock)
             self.global_step += trainer.global_step
             self._drop_requeue_checkpoints(trainer, phase)
-            trainer.validate(module, datamodule=dm, verbose=False)
+            with self.timings.measure(phase.index, "evaluate"):
+                trainer.validate(module, datamodule=dm, verbose=False)
+            with self.timings.measure(phase.index, "checkpoint"):
+                if trainer.is_global_zero:
+                    self.folder.save_phase(phase.index, network, self.method.state_dict(), self.global_step)
+                trainer.strategy.barrier()
             if trainer.is_global_zero:
-                self.folder.save_phase(phase.index, network, self.method.state_dict(), self.global_step)
-            trainer.strategy.barrier()
-            if trainer.is_global_zero:
-                self._record(results, phase, module, dm)
+                with self.timings.measure(phase.index, "record"):
+                    self._record(results, phase, module, dm)
         if self.logger is not None and hasattr(self.logger, "finalize_run"):
             self.logger.finalize_run(results)
         return self.folder.root
@@ -98,7 +106,7 @@ class PhaseRunner:
             log.info("resumed after phase %d from %s", last, self.folder.phase_dir(last))
         return network
 
-    def _fit_phase(self, phase: Phase, network: MultiHeadPredictor, dm: LifelongDataModule):
+    def _fit_phase(self, phase: Phase, network: MultiHeadPredictor, dm: LifelongDataModule, clock: StepClock):
         cfg = self.cfg
         pl.seed_everything(phase_seed(int(cfg.run.seed), phase.index), workers=True, verbose=False)
         for t in phase.train_tasks:
@@ -108,7 +116,7 @@ class PhaseRunner:
         self.logger = build_logger(cfg, self.folder.root, phase.index, self.logger)
         pdir = self.folder.phase_dir(phase.index)
         pdir.mkdir(parents=True, exist_ok=True)
-        trainer = phase_trainer(cfg, phase, len(self.plan), pdir, self.logger)
+        trainer = phase_trainer(cfg, phase, len(self.plan), pdir, self.logger, [clock])
         if trainer.is_global_zero:
             teacher = f" with teacher on {list(phase.old_tasks)}" if module.needs_teacher() else ""
             print(f"\n== phase {phase.index + 1}/{len(self.plan)}: train {list(phase.train_tasks)}"
