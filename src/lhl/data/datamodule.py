@@ -11,7 +11,6 @@ from typing import Dict, List, Optional
 
 import lightning.pytorch as pl
 import torch
-import torch.distributed as dist
 from omegaconf import DictConfig
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
