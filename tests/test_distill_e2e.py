@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import lhl.distill.segmenters as segmenters
-from lhl.distill.run import (
-    cli, config_digest, config_from_args, devices, earlier_rows, load_config, load_teacher, model_spec,
-    parse_args, save_model,
-)
+import lhl.models.backbone as backbone
+from lhl.distill.checkpoint import load_teacher, model_spec, save_model
+from lhl.distill.cli import cli, config_from_args, parse_args
+from lhl.distill.config import devices, load_config
+from lhl.distill.rows import config_digest, earlier_rows
 from lhl.distill.segmenters import build_segmenter
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_offline_pretrained_error_names_the_section(monkeypatch):
         except OSError as err:
             raise RuntimeError("model.pretrained=true: could not fetch") from err
 
-    monkeypatch.setattr(segmenters, "create_timm_features", offline)
+    monkeypatch.setattr(backbone, "create_timm_features", offline)
     with pytest.raises(RuntimeError, match=r"teacher\.pretrained=true.*no network.*teacher\.pretrained=false"):
         build_segmenter("deeplabv3_resnet18", 3, pretrained=True, key="teacher")
 
@@ -214,8 +214,8 @@ def _tiny_teacher(tmp_path, **changes):
 def test_reloaded_teacher_skips_pretrained_weights(tmp_path, monkeypatch):
     cfg, model, path = _tiny_teacher(tmp_path, pretrained=True)
     seen = []
-    real = segmenters.create_timm_features
-    monkeypatch.setattr(segmenters, "create_timm_features",
+    real = backbone.create_timm_features
+    monkeypatch.setattr(backbone, "create_timm_features",
                         lambda name, pretrained, *a, **k: seen.append(pretrained) or real(name, pretrained, *a, **k))
     loaded = load_teacher(path, cfg, 13)  # pretrained differs from the config's false: not a mismatch
     assert seen == [False]

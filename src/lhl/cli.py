@@ -28,7 +28,7 @@ COMMANDS = {
     "run": "lhl.cli:run_main",
     "compare": "lhl.tools.compare:cli",
     "report": "lhl.reporting.results:cli",
-    "distill": "lhl.distill.run:cli",
+    "distill": "lhl.distill.cli:cli",
     "bench": "lhl.tools.bench:cli",
     "bench-e2e": "lhl.tools.bench_e2e:cli",
     "slurm": "lhl.tools.slurm:cli",

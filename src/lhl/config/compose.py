@@ -50,7 +50,7 @@ def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
         key = err.full_key or getattr(err, "key", "?")
         raise ConfigError(
             f"{source}: unknown config key '{key}'. Check its spelling; valid top-level sections "
-            f"are {', '.join(base.keys())} (see src/lhl/config.py for every key)."
+            f"are {', '.join(base.keys())} (see src/lhl/config/schema.py for every key)."
         ) from None
     except OmegaConfBaseException as err:
         raise ConfigError(f"{source}: bad value for '{err.full_key}': {err.msg}") from None

@@ -29,14 +29,17 @@ Choices the paper leaves open, as switches (defaults first):
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from lhl.distill.baselines import ce_loss, kd_loss, valid_mask
+from lhl.core.registry import DISTILLERS
+from lhl.distill.baselines import Distiller, ce_loss, kd_loss
 from lhl.distill.segmenters import bilinear_resize
+from lhl.tasks.semantic import valid_classes
 
 Stage = Union[int, str]
 WEIGHT_AXES = ("class", "pixel", "all")
@@ -54,7 +57,7 @@ def target_at(target: Tensor, size) -> Tensor:
 def aligned_target(target: Tensor, num_classes: int, size) -> Tuple[Tensor, Tensor, Tensor]:
     """Labels at `size`: one-hot float [B, C, h, w], valid mask [B, h, w] and the resized labels."""
     small = target_at(target, size)
-    valid = valid_mask(small, num_classes)
+    valid = valid_classes(small, num_classes)
     safe = torch.where(valid, small, torch.zeros_like(small))
     onehot = F.one_hot(safe.long(), num_classes).permute(0, 3, 1, 2).float() * valid[:, None]
     return onehot, valid, small
@@ -145,10 +148,11 @@ class Projector(nn.Sequential):
         super().__init__(*layers, nn.Conv2d(cin, num_classes, 1))
 
 
-class HeteroAKD(nn.Module):
+@DISTILLERS.register("heteroakd")
+class HeteroAKD(Distiller):
     """The HeteroAKD objective with its trainable projectors (the teacher's included)."""
 
-    needs_teacher = True
+    order, label = 3, "HeteroAKD"
 
     def __init__(
         self, num_classes: int, teacher_channels: Sequence[int], student_channels: Sequence[int],
@@ -176,6 +180,15 @@ class HeteroAKD(nn.Module):
         self.lambda_akd, self.lambda_kd, self.lambda_proj = float(lambda_akd), float(lambda_kd), float(lambda_proj)
         self.align_stride, self.weight_axis, self.kl_form = int(align_stride), weight_axis, kl_form
         self.projector_supervision, self.kmm, self.kem = projector_supervision, bool(kmm), bool(kem)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, teacher: Optional[nn.Module], student: nn.Module) -> "HeteroAKD":
+        """Projectors sized by the configured stages of `teacher` and `student` (checked here)."""
+        h = OmegaConf.to_container(cfg.kd.heteroakd, resolve=True)
+        return cls(
+            student.num_classes, stage_channels(teacher, h["teacher_stages"], "teacher_stages"),
+            stage_channels(student, h["student_stages"], "student_stages"), **h,
+        )
 
     def aligned_logits(self, student_out: Dict, teacher_out: Dict, size) -> List[Tuple[Tensor, Tensor]]:
         """(Z_T, Z_S) per stage pair at `size`; the teacher's features carry no gradient."""

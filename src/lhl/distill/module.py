@@ -1,18 +1,20 @@
 """LightningModule training one segmenter, alone or distilled from a frozen teacher.
 
 The teacher is held outside the module tree (out of `state_dict`, the optimizer and DDP), kept in
-eval mode, moved to the student's device at fit / validate start and run under `no_grad`. The
-distiller (and so HeteroAKD's projectors, the teacher's included) is a submodule: it is trained
-and checkpointed with the student.
+eval mode, moved to the student's device at fit / validate start and run under `inference_mode`
+(its outputs cloned into ordinary tensors, which can be saved for backward). The distiller (and
+so HeteroAKD's projectors, the teacher's included) is a submodule: it is trained and checkpointed
+with the student.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 
+from lhl.core.optim import build_optimizer
 from lhl.models.frozen import hold_outside
 from lhl.tasks.metrics import SemanticMetric
 
@@ -23,7 +25,7 @@ class DistillModule(pl.LightningModule):
     def __init__(
         self, student: nn.Module, distiller: nn.Module, teacher: Optional[nn.Module] = None,
         lr: float = 1e-3, weight_decay: float = 1e-5, optimizer: str = "adamw",
-        max_steps: int = 0,
+        max_steps: int = 0, momentum: float = 0.9,
     ):
         super().__init__()
         if getattr(distiller, "needs_teacher", False) and teacher is None:
@@ -31,6 +33,7 @@ class DistillModule(pl.LightningModule):
         self.student, self.distiller = student, distiller
         hold_outside(self, "teacher", teacher.eval().requires_grad_(False) if teacher is not None else None)
         self.lr, self.weight_decay, self.optimizer_name = float(lr), float(weight_decay), optimizer
+        self.momentum = float(momentum)
         self.max_steps = int(max_steps)
         self.val_metric = SemanticMetric(student.num_classes)
 
@@ -52,12 +55,18 @@ class DistillModule(pl.LightningModule):
         out = self.student(image)
         teacher_out = None
         if self.teacher is not None and getattr(self.distiller, "needs_teacher", False):
-            with torch.no_grad():
-                teacher_out = self.teacher(image)
+            teacher_out = self.teacher_outputs(image)
         terms = self.distiller(out, teacher_out, target)
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, prog_bar=False,
                       batch_size=image.shape[0])
         return terms["loss"]
+
+    def teacher_outputs(self, image: Tensor) -> Dict:
+        """The teacher's outputs under `inference_mode` (no autograd bookkeeping), then copied once
+        into ordinary tensors: inference tensors cannot be saved for backward."""
+        with torch.inference_mode():
+            out = self.teacher(image)
+        return _clone(out)
 
     def validation_step(self, batch: Dict, batch_idx: int) -> None:
         self.val_metric.update(self.student(batch["image"])["logits"], batch["semantic"])
@@ -68,16 +77,19 @@ class DistillModule(pl.LightningModule):
         self.val_metric.reset()
 
     def configure_optimizers(self):
-        params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_name == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        elif self.optimizer_name == "adam":
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        elif self.optimizer_name == "sgd":
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
-        else:
-            raise ValueError(f"train.optimizer='{self.optimizer_name}': choose adamw, adam or sgd")
+        opt = build_optimizer(self.parameters(), self.optimizer_name, self.lr, self.weight_decay, self.momentum)
         if self.max_steps <= 0:
             return opt
         sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=self.max_steps, power=0.9)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _clone(out: Any) -> Any:
+    """Tensors of a (nested) dict / list of outputs, cloned."""
+    if isinstance(out, Tensor):
+        return out.clone()
+    if isinstance(out, dict):
+        return {k: _clone(v) for k, v in out.items()}
+    if isinstance(out, (list, tuple)):
+        return type(out)(_clone(v) for v in out)
+    return out

@@ -1,8 +1,9 @@
 """Semantic segmenters of both architecture families, built by name: `<decoder>_<timm encoder>`.
 
-Decoders: `deeplabv3` (ASPP on the deepest map, CNNs at a dilated output stride), `segformer`
-(all-MLP decoder over every stage), `upernet` (pyramid pooling + FPN fuse) and `fpn` (semantic
-FPN; the one for single-scale ViTs). Any timm `features_only` encoder works, e.g.
+Encoders are `lhl.models.backbone.Encoder` (every timm stage as NCHW). Decoders: `deeplabv3`
+(ASPP on the deepest map, CNNs at a dilated output stride), `segformer` (all-MLP decoder over
+every stage), `upernet` (pyramid pooling + FPN fuse) and `fpn` (semantic FPN; the one for
+single-scale ViTs). Any timm `features_only` encoder works, e.g.
 `deeplabv3_resnet18`, `deeplabv3_mobilenetv2_100`, `segformer_pvt_v2_b0`,
 `upernet_swin_tiny_patch4_window7_224`, `fpn_vit_tiny_patch16_224`.
 `forward(x) -> {"logits": [B, C, H, W] at the input size, "features": [stage maps, NCHW],
@@ -17,12 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lhl.models.backbone import _CNN_STRIDE_FAMILIES, create_timm_features
+from lhl.models.backbone import Encoder
 from lhl.models.heads import ASPPHead
 
 DECODERS = ("deeplabv3", "segformer", "upernet", "fpn")
-#: timm families whose position embeddings / windows are fixed by `img_size` at construction
-_IMG_SIZE_FAMILIES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "flexivit")
 
 
 def _cbr(cin: int, cout: int, k: int = 1) -> nn.Sequential:
@@ -36,31 +35,6 @@ def bilinear_resize(x: Tensor, size) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
-
-class Encoder(nn.Module):
-    """A timm `features_only` network returning every stage as an NCHW map."""
-
-    def __init__(
-        self, name: str, pretrained: bool = False, output_stride: int = 8,
-        img_size: Optional[Sequence[int]] = None, out_indices: Optional[Sequence[int]] = None,
-        **timm_kwargs: Any,
-    ):
-        super().__init__()
-        kwargs = dict(timm_kwargs)
-        stride = output_stride if name.startswith(_CNN_STRIDE_FAMILIES) else None
-        if img_size is not None and name.startswith(_IMG_SIZE_FAMILIES):
-            kwargs["img_size"] = tuple(int(s) for s in img_size)
-        self.body = create_timm_features(name, pretrained, out_indices, stride, **kwargs)
-        self.channels: List[int] = list(self.body.feature_info.channels())
-        self.reductions: List[int] = list(self.body.feature_info.reduction())
-        self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
-
-    def forward(self, x: Tensor) -> List[Tensor]:
-        feats = self.body(x)
-        if self.nhwc:
-            feats = [f.permute(0, 3, 1, 2) for f in feats]
-        return [f.contiguous() for f in feats]
 
 
 class ASPPDecoder(nn.Module):

@@ -1,12 +1,15 @@
-"""Backbones from timm (`features_only`): dilated ResNet-18 at output stride 8 by default (the release)."""
+"""Encoders from timm (`features_only`): every stage as NCHW (`Encoder`, the segmenters'), or the
+deepest one (`Backbone`, dilated ResNet-18 at output stride 8 by default, the release)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, List, Optional, Sequence
 
 import timm
 from torch import Tensor, nn
 
 _CNN_STRIDE_FAMILIES = ("resnet", "resnext", "wide_resnet", "regnet", "mobilenet", "efficientnet")
+#: timm families whose position embeddings / windows are fixed by `img_size` at construction
+_IMG_SIZE_FAMILIES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "flexivit")
 
 
 def create_timm_features(
@@ -35,28 +38,47 @@ def create_timm_features(
         ) from err
 
 
-class Backbone(nn.Module):
-    """The deepest feature map of a timm network; `out_channels` and `stride` describe it."""
+class Encoder(nn.Module):
+    """A timm `features_only` network returning every stage as an NCHW map (timm's `output_fmt`
+    tells NHWC networks such as Swin apart)."""
+
+    def __init__(
+        self, name: str, pretrained: bool = False, output_stride: int = 8,
+        img_size: Optional[Sequence[int]] = None, out_indices: Optional[Sequence[int]] = None,
+        **timm_kwargs: Any,
+    ):
+        super().__init__()
+        kwargs = dict(timm_kwargs)
+        stride = output_stride if name.startswith(_CNN_STRIDE_FAMILIES) else None
+        if img_size is not None and name.startswith(_IMG_SIZE_FAMILIES):
+            kwargs["img_size"] = tuple(int(s) for s in img_size)
+        self.body = create_timm_features(name, pretrained, out_indices, stride, **kwargs)
+        self.channels: List[int] = list(self.body.feature_info.channels())
+        self.reductions: List[int] = list(self.body.feature_info.reduction())
+        self.nhwc = str(getattr(self.body, "output_fmt", "NCHW")).upper().endswith("NHWC")
+
+    def forward(self, x: Tensor) -> List[Tensor]:
+        feats = self.body(x)
+        if self.nhwc:
+            feats = [f.permute(0, 3, 1, 2) for f in feats]
+        return [f.contiguous() for f in feats]
+
+
+class Backbone(Encoder):
+    """The deepest stage of an `Encoder`; `out_channels` and `stride` describe it."""
 
     def __init__(self, name: str = "resnet18", pretrained: bool = False, output_stride: int = 8):
-        super().__init__()
-        kwargs = {}
-        if name.startswith(_CNN_STRIDE_FAMILIES):
-            kwargs["output_stride"] = output_stride
         try:
-            self.body = create_timm_features(name, pretrained, **kwargs)
+            super().__init__(name, pretrained, output_stride)
         except TypeError as err:
             raise ValueError(
                 f"model.output_stride={output_stride}: backbone '{name}' does not support a "
                 "dilated output stride; use model.output_stride=32"
             ) from err
-        last = len(self.body.feature_info) - 1
-        self.out_channels = self.body.feature_info.channels()[last]
-        self.stride = self.body.feature_info.reduction()[last]
+        self.out_channels = self.channels[-1]
+        self.stride = self.reductions[-1]
         self.name = name
 
     def forward(self, x: Tensor) -> Tensor:
         feat = self.body(x)[-1]
-        if feat.ndim == 4 and feat.shape[1] != self.out_channels:  # NHWC transformers (Swin)
-            feat = feat.permute(0, 3, 1, 2)
-        return feat.contiguous()
+        return (feat.permute(0, 3, 1, 2) if self.nhwc else feat).contiguous()

@@ -1,0 +1,67 @@
+"""The `lhl distill` config: the typed schema, then experiments/kd/default.yaml, presets, key=value.
+
+Composed with the machinery of the lifelong runs (`lhl.config.compose`): an unknown key or a
+value of the wrong type is a `ConfigError` naming the key and the file it came from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from lhl.config.compose import ConfigError, _load_yaml, _merge, experiments_dir
+from lhl.config.distill_schema import DistillConfig
+from lhl.core.optim import OPTIMIZERS
+
+
+def preset_dir() -> Path:
+    """`experiments/kd/`: default.yaml and the named presets."""
+    return experiments_dir() / "kd"
+
+
+def preset_path(name: str) -> Path:
+    """A preset argument as a file: a .yaml / .yml path as given, a bare name under experiments/kd/."""
+    if Path(name).suffix in (".yaml", ".yml"):
+        return Path(name)
+    path = preset_dir() / f"{name}.yaml"
+    if not path.exists():
+        have = sorted(p.stem for p in preset_dir().glob("*.yaml"))
+        raise FileNotFoundError(f"distill preset {path} not found (presets: {have})")
+    return path
+
+
+def load_config(files: Sequence[str] = (), overrides: Sequence[str] = ()) -> DictConfig:
+    """The schema, default.yaml, the presets `files` in order, then the `key=value` overrides."""
+    cfg = OmegaConf.structured(DistillConfig)
+    for path in [preset_dir() / "default.yaml"] + [preset_path(str(f)) for f in files]:
+        cfg = _merge(cfg, _load_yaml(path), str(path))
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise ConfigError(f"command line: overrides must be key=value, got {bad}")
+    try:
+        dot = OmegaConf.from_dotlist(list(overrides))
+    except Exception as err:
+        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
+    cfg = _merge(cfg, dot, "command line")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks the schema's types cannot express (run.kd is checked against the registry at run time)."""
+    if cfg.train.optimizer not in OPTIMIZERS:
+        raise ConfigError(f"train.optimizer={cfg.train.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+
+
+def devices(cfg: DictConfig):
+    """train.devices as Lightning takes it; one device only, since results.json and teacher.ckpt
+    are written without rank-zero guards."""
+    value = cfg.train.devices
+    value = OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
+    if str(len(value) if isinstance(value, list) else value) != "1":
+        raise ValueError(
+            f"train.devices={value}: `lhl distill` runs on one device; set train.devices=1 "
+            "(or a one-element list such as [1] to pick a GPU)"
+        )
+    return value
