@@ -8,8 +8,11 @@ import torch
 
 from lhl.core.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from lhl.reporting.plots import plot_compare, plot_forgetting, save_gallery
-from lhl.reporting.results import (Results, cli, compare, delta, delta_per_task, final_metrics, forgetting,
-                         render_markdown, report)
+from lhl.reporting.aggregate import compare
+from lhl.reporting.render import arrow, render_markdown
+from lhl.reporting.report_cli import cli, report
+from lhl.reporting.results import Results
+from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
 from lhl.tasks.depth import DepthTask
 from lhl.tasks.normal import NormalTask
 from lhl.tasks.semantic import SemanticTask
@@ -27,7 +30,8 @@ def _run(method="had", seed=0, sem=(0.5, 0.8, 0.4, 0.6), depth=(0.5, 0.2)):
 
 
 def _single_task_ref():
-    r = Results.from_specs(SPECS[:2], dataset="nyuv2", sequence="nyu_s2", method="single_task", seed=0)
+    r = Results.from_specs(SPECS[:2], dataset="nyuv2", sequence="nyu_s2", method="single_task", seed=0,
+                           independent_phases=True)
     r.add_phase(0, "semantic", {"semantic": {"miou": 0.5, "pixacc": 0.75}})
     # a fresh model in phase 1: whatever it reports for semantic is not the reference
     r.add_phase(1, "depth", {"semantic": {"miou": 0.01, "pixacc": 0.02}, "depth": {"abs_err": 0.4, "rel_err": 0.25}})
@@ -82,6 +86,26 @@ def test_final_metrics_single_task_takes_training_phase():
     assert final_metrics(_single_task_ref()) == {"semantic": {"miou": 0.5, "pixacc": 0.75},
                                                  "depth": {"abs_err": 0.4, "rel_err": 0.25}}
     assert final_metrics(_run())["semantic"] == {"miou": 0.4, "pixacc": 0.6}
+
+
+def test_final_metrics_independent_phases_flag(tmp_path):
+    """The meta flag, not the method name, picks the training phase; old files (no flag) still work."""
+    flagged = _single_task_ref().to_dict()
+    flagged["meta"]["method"] = "one_net_per_task"
+    old = _single_task_ref().to_dict()
+    del old["meta"]["independent_phases"]
+    expected = {"semantic": {"miou": 0.5, "pixacc": 0.75}, "depth": {"abs_err": 0.4, "rel_err": 0.25}}
+    for name, data in (("flagged", flagged), ("old", old)):
+        path = tmp_path / name / "results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(data))
+        assert final_metrics(Results.load(path)) == expected, name
+    assert _run().meta["independent_phases"] is False
+    assert final_metrics(_run())["semantic"] == {"miou": 0.4, "pixacc": 0.6}
+
+
+def test_arrow():
+    assert (arrow(True), arrow(False), arrow(None)) == (" ↑", " ↓", "")
 
 
 def test_delta_hand_example_mixed_directions():

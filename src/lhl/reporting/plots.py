@@ -10,6 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from lhl.core.io import atomic_savefig
+from lhl.reporting.render import arrow
 from lhl.reporting.results import Results
 
 PathLike = Union[str, Path]
@@ -36,9 +37,7 @@ def plot_forgetting(results: Results, path: PathLike) -> Path:
         if k is not None and not math.isnan(ys[k]):
             ax.plot([k], [ys[k]], marker="*", markersize=14, linestyle="none", label="learned")
             ax.legend(fontsize=7, loc="best")
-        higher = results.meta["directions"].get(task, {}).get(metric)
-        arrow = "" if higher is None else (" ↑" if higher else " ↓")
-        ax.set_title(f"{task}: {metric}{arrow}", fontsize=9)
+        ax.set_title(f"{task}: {metric}{arrow(results.meta['directions'].get(task, {}).get(metric))}", fontsize=9)
         ax.set_xticks(xs)
         ax.set_xticklabels(labels, fontsize=7)
         ax.set_xlabel("after phase", fontsize=8)
@@ -60,8 +59,7 @@ def plot_compare(compare_json: Mapping, path: PathLike) -> Path:
         xs = np.arange(len(methods))
         ax.bar(xs, means, yerr=stds, capsize=4, color=[f"C{j % 10}" for j in range(len(methods))])
         higher = compare_json["directions"].get(task, {}).get(metric)
-        arrow = "" if higher is None else (" ↑" if higher else " ↓")
-        ax.set_title(f"{task}: {metric}{arrow}", fontsize=9)
+        ax.set_title(f"{task}: {metric}{arrow(higher)}", fontsize=9)
         ax.set_xticks(xs)
         ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)

@@ -26,7 +26,8 @@ import torch
 from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.core.io import atomic_write_json
-from lhl.reporting.results import Results, final_metrics
+from lhl.reporting.results import Results
+from lhl.reporting.scores import final_metrics
 from lhl.engine.runner import PhaseRunner
 
 NYU_SHAPED = "data.options={n_train: 795, n_val: 654, height: 288, width: 384, seed: 0}"

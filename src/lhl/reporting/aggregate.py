@@ -1,0 +1,80 @@
+"""Multi-seed comparison of methods: final metrics, Δ against a reference and forgetting, as
+mean ± sample std over each method's runs."""
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence, Tuple, Union
+
+from lhl.reporting.render import compare_markdown
+from lhl.reporting.results import Metrics, PathLike, Results
+from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
+
+
+def _stats(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation (0 for a single value) and count."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(values)}
+
+
+def _nested_stats(per_run: Sequence[Metrics]) -> Dict[str, Dict[str, dict]]:
+    """{task: {metric: stats}} over runs, for the (task, metric) pairs every run has."""
+    first = per_run[0]
+    return {t: {m: _stats([r[t][m] for r in per_run]) for m in ms if all(m in r.get(t, {}) for r in per_run)}
+            for t, ms in first.items() if all(t in r for r in per_run)}
+
+
+def _reference_dirs(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
+                    ref: Union[None, str, PathLike, Sequence[PathLike]]) -> List[PathLike]:
+    """The reference's run folders: a method's, one folder, or folders over seeds."""
+    if ref is None:
+        return []
+    if isinstance(ref, str) and ref in run_dirs_by_method:
+        return list(run_dirs_by_method[ref])
+    if isinstance(ref, (str, Path)):
+        return [ref]
+    return list(ref)
+
+
+def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
+            ref: Union[None, str, PathLike, Sequence[PathLike]] = None) -> Tuple[str, dict]:
+    """Final metrics (mean ± sample std over seeds) per method and task, Δ vs a reference and
+    forgetting. `ref` is a method name of `run_dirs_by_method`, a run folder, or folders over
+    seeds; the reference values are the mean of its runs' final metrics."""
+    runs = {m: [Results.load(d) for d in dirs] for m, dirs in run_dirs_by_method.items()}
+    empty = [m for m, rs in runs.items() if not rs]
+    if empty:
+        raise ValueError(f"compare: no run folders given for method(s) {empty}")
+    ref_dirs = _reference_dirs(run_dirs_by_method, ref)
+    ref_final = None
+    if ref_dirs:
+        ref_stats = _nested_stats([final_metrics(Results.load(d)) for d in ref_dirs])
+        ref_final = {t: {m: s["mean"] for m, s in ms.items()} for t, ms in ref_stats.items()}
+
+    first = next(iter(runs.values()))[0]
+    tasks, directions, mains = list(first.tasks), {}, {}
+    for rs in runs.values():
+        for r in rs:
+            tasks += [t for t in r.tasks if t not in tasks]
+            for t in r.tasks:
+                directions.setdefault(t, dict(r.meta["directions"].get(t, {})))
+                mains.setdefault(t, r.main_metric(t))
+
+    methods = {}
+    for name, rs in runs.items():
+        entry = {"runs": [str(d) for d in run_dirs_by_method[name]],
+                 "seeds": [r.meta.get("seed") for r in rs],
+                 "final": _nested_stats([final_metrics(r) for r in rs]),
+                 "forgetting": _nested_stats([forgetting(r) for r in rs]),
+                 "delta": None, "delta_per_task": {}}
+        if ref_final is not None:
+            entry["delta"] = _stats([delta(r, ref_final) for r in rs])
+            per_task = [delta_per_task(r, ref_final) for r in rs]
+            entry["delta_per_task"] = {t: _stats([p[t] for p in per_task]) for t in per_task[0]}
+        methods[name] = entry
+
+    obj = {"tasks": tasks, "directions": directions, "main_metric": mains, "methods": methods,
+           "reference": None if ref_final is None else {"runs": [str(d) for d in ref_dirs], "final": ref_final}}
+    return compare_markdown(obj), obj

@@ -1,0 +1,123 @@
+"""Markdown of a run's results, of its report (final, Δ, forgetting) and of a multi-seed
+comparison, with the shared direction arrow and table helpers."""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from lhl.reporting.results import Metrics, Results
+
+
+def arrow(higher: Optional[bool]) -> str:
+    """" ↑" when higher is better, " ↓" when lower is, "" when the direction is unknown."""
+    return "" if higher is None else (" ↑" if higher else " ↓")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
+    """A Markdown table, one line per row."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _fmt(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    return "nan" if math.isnan(v) else f"{v:.4f}"
+
+
+def _pm(s: Optional[dict], spec: str = ".4f") -> str:
+    """`mean ± std` (the mean alone for a single run); a sign in `spec` applies to the mean only."""
+    if not s:
+        return "—"
+    if s["mean"] is None or math.isnan(s["mean"]):
+        return "nan"
+    if s.get("n", 2) < 2:
+        return f"{s['mean']:{spec}}"
+    return f"{s['mean']:{spec}} ± {s['std']:{spec.lstrip('+')}}"
+
+
+def _arrow_of(results: "Results", task: str, metric: str) -> str:
+    return arrow(results.meta["directions"].get(task, {}).get(metric))
+
+
+def _in_task_order(results: "Results", metrics: Mapping) -> List[Tuple[str, Mapping]]:
+    """(task, its metrics) in the sequence's order (a reloaded JSON file has its keys sorted)."""
+    order = {t: i for i, t in enumerate(results.tasks)}
+    return sorted(metrics.items(), key=lambda item: order.get(item[0], len(order)))
+
+
+def _metrics_table(results: "Results", metrics: "Metrics") -> List[str]:
+    """One row per (task, metric), the arrow giving the better direction."""
+    rows = [[t, m + _arrow_of(results, t, m), _fmt(v)]
+            for t, ms in _in_task_order(results, metrics) for m, v in ms.items()]
+    return table(["task", "metric", "value"], rows)
+
+
+def _title(results: "Results") -> str:
+    m = results.meta
+    parts = [f"{k}={m[k]}" for k in ("dataset", "sequence", "method", "seed") if m.get(k) not in (None, "")]
+    return "# Results" + (" — " + ", ".join(parts) if parts else "")
+
+
+def render_markdown(results: "Results") -> str:
+    """Per phase every seen task's metrics, then the main-metric matrix (phases x tasks) and the
+    final row."""
+    lines = [_title(results), ""]
+    for p in results.phases:
+        lines += [f"## Phase {p['phase']} (trained: {', '.join(p['trained'])})", ""]
+        lines += _metrics_table(results, p["metrics"]) + [""]
+    tasks = results.tasks
+    if results.phases and tasks:
+        lines += ["## Main metric per phase", ""]
+        header = ["phase"] + [f"{t} {results.main_metric(t)}{_arrow_of(results, t, results.main_metric(t))}"
+                              for t in tasks]
+        rows = [[f"{p['phase']} ({', '.join(p['trained'])})"]
+                + [_fmt(p["metrics"].get(t, {}).get(results.main_metric(t))) for t in tasks]
+                for p in results.phases]
+        lines += table(header, rows) + [""]
+        final = results.phases[-1]
+        lines += [f"**Final (after phase {final['phase']}):** "
+                  + ", ".join(f"{t} {m} {_fmt(v)}" for t, ms in _in_task_order(results, final["metrics"])
+                              for m, v in ms.items()), ""]
+    return "\n".join(lines)
+
+
+def report_markdown(results: "Results", data: dict, ref_name: Optional[str]) -> str:
+    """The report of one run from `scores.report_data`: final metrics, Δ vs `ref_name`, forgetting."""
+    lines = [_title(results), "", "## Final metrics", ""]
+    lines += _metrics_table(results, data["final"]) + [""]
+    if "delta" in data:
+        lines += [f"## Δ vs {ref_name}", "", f"**Δ = {data['delta']:+.2f}%** (> 0: better than the reference)", ""]
+        lines += table(["task", "Δ_t %"], [[t, f"{v:+.2f}"] for t, v in data["delta_per_task"].items()]) + [""]
+    lines += ["## Forgetting", "", "After the phase that trained the task minus after the last phase; "
+              "> 0 = worse now (metric units, and % of the learned value).", ""]
+    rows = [[t, m + _arrow_of(results, t, m), _fmt(v), f"{data['forgetting_rel'][t][m]:+.2f}%"]
+            for t, ms in data["forgetting"].items() for m, v in ms.items()]
+    lines += (table(["task", "metric", "forgetting", "relative"], rows) if rows
+              else ["(no task learned before the last phase)"]) + [""]
+    return "\n".join(lines)
+
+
+def compare_markdown(obj: dict) -> str:
+    """The comparison of `aggregate.compare`: per task a table of methods, then Δ and forgetting."""
+    methods = obj["methods"]
+    lines = ["# Comparison (mean ± std over seeds, after the last phase)", ""]
+    for t in obj["tasks"]:
+        directions = obj["directions"].get(t, {})
+        metrics = list(directions) or sorted({m for e in methods.values() for m in e["final"].get(t, {})})
+        lines += [f"## {t}", ""]
+        rows = [[f"{name} (n={len(e['seeds'])})"] + [_pm(e["final"].get(t, {}).get(m)) for m in metrics]
+                for name, e in methods.items()]
+        lines += table(["method"] + [m + arrow(directions.get(m)) for m in metrics], rows) + [""]
+    if obj["reference"] is not None:
+        lines += ["## Δ vs reference (%)", "", f"reference: {', '.join(obj['reference']['runs'])}", ""]
+        rows = [[name, _pm(e["delta"], "+.2f")] + [_pm(e["delta_per_task"].get(t), "+.2f") for t in obj["tasks"]]
+                for name, e in methods.items()]
+        lines += table(["method", "Δ"] + [f"Δ {t}" for t in obj["tasks"]], rows) + [""]
+    lines += ["## Forgetting of the main metric (> 0 = worse than when learned)", ""]
+    rows = [[name] + [_pm(e["forgetting"].get(t, {}).get(obj["main_metric"][t])) for t in obj["tasks"]]
+            for name, e in methods.items()]
+    lines += table(["method"] + [f"{t} {obj['main_metric'][t]}" for t in obj["tasks"]], rows) + [""]
+    return "\n".join(lines)
