@@ -8,7 +8,7 @@ from lhl.core.registry import DISTILLERS
 from lhl.distill import HeteroAKD, LogitKD, StudentOnly
 from lhl.distill.config import load_config, preset_dir
 from lhl.distill.methods import build_distiller, kd_methods, label
-from lhl.distill.module import DistillModule
+from lhl.distill.student_module import DistillModule
 from lhl.distill.segmenters import build_segmenter
 from lhl.models.backbone import Backbone, Encoder
 

@@ -22,7 +22,7 @@ from lhl.distill.checkpoint import file_digest, load_teacher, model_spec, save_m
 from lhl.distill.config import devices
 from lhl.distill.loaders import build_loaders
 from lhl.distill.methods import build_distiller, check_kind, kd_methods, needs_teacher
-from lhl.distill.module import DistillModule
+from lhl.distill.student_module import DistillModule
 from lhl.distill.render import write_results
 from lhl.distill.rows import config_digest, earlier_rows
 from lhl.distill.segmenters import Segmenter, build_segmenter
