@@ -37,3 +37,15 @@ def tiny_overrides(tmp_path: Path, cache: Path, **extra) -> list:
 def synth_cache(tmp_path_factory) -> Path:
     """One tiny synthetic set per test session, shared by the end-to-end tests."""
     return tmp_path_factory.mktemp("synth_cache")
+
+
+def method_loss(method, student, teacher, batch, train, old):
+    """(total, logs) of one step of `method`, logged as the LightningModule logs it: each loss term
+    as `loss/<name>` (as it entered the loss) plus the method's diagnostics."""
+    from lhl.data.protocol import Phase
+    from lhl.methods.base import Step
+
+    phase = Phase(len(old), tuple(train), tuple(old), tuple(old) + tuple(train))
+    terms, diagnostics = method.loss_terms(Step(None, student, teacher, batch, phase))
+    total = sum(terms.values())
+    return total, {**{f"loss/{k}": v.detach() for k, v in terms.items()}, **diagnostics}

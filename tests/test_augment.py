@@ -8,8 +8,10 @@ from omegaconf import OmegaConf
 from lhl.config import ConfigError, load_config
 from lhl.data.augment import DenseAugment
 from lhl.data.sources.nyuv2 import NYUv2
+from lhl.tasks import LabelFacts, build_task
 
-KINDS = {"semantic": "semantic", "depth": "depth", "normal": "normal"}
+SPECS = {"semantic": build_task("semantic", "semantic", 5), "depth": build_task("depth", "depth", 1),
+         "normal": build_task("normal", "normal", 3)}
 
 
 def _batch(b=6, h=8, w=10):
@@ -30,10 +32,10 @@ def _data(dataset, normal_x_channel=None, **options):
 
 
 @pytest.mark.parametrize("make, x", [
-    (lambda: DenseAugment(KINDS, scales=(1.0,), normal_x_channel=2), 2),
-    (lambda: DenseAugment.for_dataset(_data("nyuv2"), KINDS, scales=(1.0,)), 2),
-    (lambda: DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), KINDS, scales=(1.0,)), 0),
-    (lambda: DenseAugment.for_dataset(_data("taskonomy"), KINDS, scales=(1.0,)), 0),
+    (lambda: DenseAugment(SPECS, scales=(1.0,), facts=LabelFacts(normal_x_channel=2)), 2),
+    (lambda: DenseAugment.for_dataset(_data("nyuv2"), SPECS, scales=(1.0,)), 2),
+    (lambda: DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), SPECS, scales=(1.0,)), 0),
+    (lambda: DenseAugment.for_dataset(_data("taskonomy"), SPECS, scales=(1.0,)), 0),
 ])
 def test_flip_only_is_consistent_and_negates_normal_x(make, x):
     torch.manual_seed(3)
@@ -54,7 +56,7 @@ def test_flip_only_is_consistent_and_negates_normal_x(make, x):
 
 def test_zoom_divides_depth_and_keeps_label_values():
     batch = _batch()
-    out = DenseAugment(KINDS, scales=(2.0,), flip=False)(batch)
+    out = DenseAugment(SPECS, scales=(2.0,), flip=False)(batch)
     assert torch.allclose(out["depth"], torch.full_like(out["depth"], 2.0))
     assert set(out["semantic"].unique().tolist()) <= set(range(5))
     # a 2x zoom shows half the columns: the image spans about half the original range
@@ -64,9 +66,9 @@ def test_zoom_divides_depth_and_keeps_label_values():
 
 
 def test_for_dataset_takes_the_x_channel_from_the_option_else_the_class():
-    assert DenseAugment.for_dataset(_data("synthetic"), KINDS).normal_x == 2
-    assert DenseAugment.for_dataset(_data("synthetic", normal_x_channel=1), KINDS).normal_x == 1
-    assert DenseAugment.for_dataset(_data("taskonomy", normal_x_channel=2), KINDS).normal_x == 2
+    assert DenseAugment.for_dataset(_data("synthetic"), SPECS).normal_x == 2
+    assert DenseAugment.for_dataset(_data("synthetic", normal_x_channel=1), SPECS).normal_x == 1
+    assert DenseAugment.for_dataset(_data("taskonomy", normal_x_channel=2), SPECS).normal_x == 2
     with pytest.raises(ConfigError, match="data.normal_x_channel=3"):
         load_config([], ["data.normal_x_channel=3"])
     assert load_config([], ["data.normal_x_channel=0"]).data.normal_x_channel == 0
@@ -75,14 +77,14 @@ def test_for_dataset_takes_the_x_channel_from_the_option_else_the_class():
 def test_for_dataset_without_a_known_x_channel_refuses_normals(monkeypatch):
     monkeypatch.setattr(NYUv2, "NORMAL_X_CHANNEL", None)
     with pytest.raises(ValueError, match="normal_x_channel"):
-        DenseAugment.for_dataset(_data("nyuv2"), KINDS)
-    assert DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), KINDS).normal_x == 0
-    DenseAugment.for_dataset(_data("nyuv2"), {"depth": "depth"})  # no normals: nothing to decide
+        DenseAugment.for_dataset(_data("nyuv2"), SPECS)
+    assert DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), SPECS).normal_x == 0
+    DenseAugment.for_dataset(_data("nyuv2"), {"depth": SPECS["depth"]})  # no normals: nothing to decide
 
 
 def test_zoom_multiplies_inverse_depth_for_cityscapes():
-    kinds = {"semantic": "semantic", "depth": "depth"}
-    metric = DenseAugment.for_dataset(_data("nyuv2"), kinds, scales=(2.0,), flip=False)(_batch())
-    inverse = DenseAugment.for_dataset(_data("cityscapes", classes=7), kinds, scales=(2.0,), flip=False)(_batch())
+    specs = {"semantic": SPECS["semantic"], "depth": SPECS["depth"]}
+    metric = DenseAugment.for_dataset(_data("nyuv2"), specs, scales=(2.0,), flip=False)(_batch())
+    inverse = DenseAugment.for_dataset(_data("cityscapes", classes=7), specs, scales=(2.0,), flip=False)(_batch())
     assert torch.allclose(metric["depth"], torch.full_like(metric["depth"], 2.0))
     assert torch.allclose(inverse["depth"], torch.full_like(inverse["depth"], 8.0)), "disparity grows on zoom"

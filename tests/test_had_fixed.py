@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import method_loss
 import torch.nn.functional as F
 
 from lhl.losses import (
@@ -28,6 +29,8 @@ from lhl.core.registry import METHODS
 from lhl.tasks import build_task
 
 FAITHFUL = HADConfig()
+DEPTH = build_task("depth", "depth", 1)
+NORMAL = build_task("normal", "normal", 3)
 
 
 def row(*values, dtype=torch.float32):
@@ -109,7 +112,7 @@ def test_class_balanced_weights_are_detached():
 def test_all_pixels_ignored_gives_zero_not_nan():
     log_probs = F.log_softmax(torch.randn(1, 4, 5, 5, requires_grad=True), dim=1)
     label = torch.full((1, 5, 5), -1)
-    term, parts = had_term("semantic", log_probs, label, HADConfig.for_mode("fixed"))
+    term, parts = had_term(build_task("semantic", "seg", 4), log_probs, label, HADConfig.for_mode("fixed"))
     assert term.item() == 0.0 and parts["db"].item() == 0.0
 
 
@@ -170,7 +173,7 @@ def test_normal_plain_term(full, counted, expected):
     pred = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.8, 1.0], [1.0, 0.6, 0.0]]).view(1, 3, 1, 3)
     target = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]]).view(1, 3, 1, 3)
     cfg = FAITHFUL.replace(num_interval=1.0, full_cosine=full, count_valid_pixels=counted)
-    _, db, _, _ = normal_had(pred, target, cfg)
+    _, db, _, _ = normal_had(NORMAL, pred, target, cfg)
     assert db.item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -178,10 +181,10 @@ def test_normal_plain_term(full, counted, expected):
 def test_depth_plain_term_counts_valid_pixels():
     pred = torch.tensor([1.0, 3.0, 5.0]).view(1, 1, 1, 3)
     target = torch.tensor([1.0, 1.0, 0.0]).view(1, 1, 1, 3)  # exact hit, error 2, invalid
-    _, db, _, _ = regression_had(pred, target, FAITHFUL.replace(num_interval=1.0))
+    _, db, _, _ = regression_had(DEPTH, pred, target, FAITHFUL.replace(num_interval=1.0))
     assert db.item() == pytest.approx(2.0)  # release: 2 / (1 non-zero error)
     cfg = FAITHFUL.replace(num_interval=1.0, count_valid_pixels=True)
-    assert regression_had(pred, target, cfg)[1].item() == pytest.approx(1.0)
+    assert regression_had(DEPTH, pred, target, cfg)[1].item() == pytest.approx(1.0)
 
 
 # --- mean_of_groups -----------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def test_groups_split_by_student_or_pseudo_label(by_label, expected):
     pred = torch.tensor([0.2, 0.3, 0.8]).view(1, 1, 1, 3)
     target = torch.tensor([0.9, 0.1, 0.2]).view(1, 1, 1, 3)  # errors 0.7, 0.2, 0.6
     cfg = FAITHFUL.replace(mean_of_groups=True, group_by_pseudo_label=by_label)
-    assert regression_had(pred, target, cfg)[1].item() == pytest.approx(expected, rel=1e-6)
+    assert regression_had(DEPTH, pred, target, cfg)[1].item() == pytest.approx(expected, rel=1e-6)
 
 
 # --- replicate_padding (Sobel) ------------------------------------------------------------------
@@ -245,7 +248,7 @@ def test_fixed_term_is_finite_and_differentiable(kind, channels, sel_max):
     else:
         pred, pseudo = raw, other.abs()
     cfg = HADConfig.for_mode("fixed").replace(sel_max=sel_max, scalar_val=0.2 if sel_max == 2 else 0.5)
-    term, parts = had_term(kind, pred, pseudo, cfg)
+    term, parts = had_term(build_task(kind, kind, channels), pred, pseudo, cfg)
     term.backward()
     assert torch.isfinite(term) and torch.isfinite(raw.grad).all() and raw.grad.abs().sum() > 0
     assert term.item() == pytest.approx((parts["db"] + parts["sg"]).item() / 2, rel=1e-6)
@@ -260,7 +263,7 @@ def _tasks():
 def test_first_phase_is_the_current_loss_only():
     method = HAD(HAD.Options(), _tasks())
     pred = torch.full((1, 1, 4, 4), 2.0)
-    total, logs = method.training_loss({"dep": pred}, None, {"dep": torch.ones_like(pred)}, ["dep"], [])
+    total, logs = method_loss(method, {"dep": pred}, None, {"dep": torch.ones_like(pred)}, ["dep"], [])
     assert total.item() == pytest.approx(1.0) and set(logs) == {"loss/dep"}
 
 
@@ -271,15 +274,15 @@ def test_training_loss_adds_new_times_the_old_terms_and_logs_them():
     seg = F.log_softmax(torch.randn(2, 4, 8, 8), dim=1)
     teacher = {"seg": F.log_softmax(torch.randn(2, 4, 8, 8), dim=1)}
     dep = torch.zeros(2, 1, 8, 8)
-    total, logs = method.training_loss(
-        {"seg": seg, "dep": dep}, teacher, {"dep": dep + 0.5}, ["dep"], ["seg"]
+    total, logs = method_loss(
+        method, {"seg": seg, "dep": dep}, teacher, {"dep": dep + 0.5}, ["dep"], ["seg"]
     )
-    term, parts = had_term("semantic", seg, teacher["seg"].argmax(dim=1), HADConfig.for_mode("fixed"))
+    term, parts = had_term(tasks["seg"], seg, teacher["seg"].argmax(dim=1), HADConfig.for_mode("fixed"))
     assert total.item() == pytest.approx(0.5 + 2.0 * term.item(), rel=1e-6)
-    assert logs["had/seg"].item() == pytest.approx(term.item())
+    assert logs["loss/had/seg"].item() == pytest.approx(2.0 * term.item())  # as it entered the loss
     for key in ("db", "sg", "edge_keep"):
         assert logs[f"had/seg/{key}"].item() == pytest.approx(parts[key].item())
-    assert {"loss/dep", "loss/had"} <= set(logs)
+    assert {"loss/dep", "loss/had/seg"} <= set(logs)
 
 
 @pytest.mark.parametrize("mode", ["faithful", "fixed"])
@@ -288,6 +291,6 @@ def test_runs_on_the_meta_device_so_nothing_reads_back_to_the_host(mode, kind, c
     raw = torch.randn(2, channels, 8, 8, device="meta", requires_grad=True)
     other = torch.randn(2, channels, 8, 8, device="meta")
     pred, pseudo = (F.log_softmax(raw, dim=1), other.argmax(dim=1)) if kind == "semantic" else (raw, other)
-    term, parts = had_term(kind, pred, pseudo, HADConfig.for_mode(mode))
+    term, parts = had_term(build_task(kind, kind, channels), pred, pseudo, HADConfig.for_mode(mode))
     term.backward()
     assert term.device.type == "meta" and all(v.device.type == "meta" for v in parts.values())

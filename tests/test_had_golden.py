@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import method_loss
 import torch.nn.functional as F
 
 from lhl.losses import HADConfig, had_term
@@ -64,15 +65,15 @@ def test_golden_case(case):
         teacher = case["teacher_logits"] if case["task"] == "semantic" else case["teacher_out"]
         if case["task"] == "semantic":
             assert torch.equal(task.pseudo_label(teacher), case["pseudo_label"])
-        loss, _ = had_term(case["task"], pred, task.pseudo_label(teacher), options.config())
+        loss, _ = had_term(task, pred, task.pseudo_label(teacher), options.config())
 
         method = HAD(options, {"cur": build_task("depth", "cur", 1), "old": task})
         cur = torch.zeros(pred.shape[0], 1, *pred.shape[2:])
-        total, logs = method.training_loss(
-            {"cur": cur, "old": pred}, {"old": teacher}, {"cur": cur + 1.0}, ["cur"], ["old"]
+        total, logs = method_loss(
+            method, {"cur": cur, "old": pred}, {"old": teacher}, {"cur": cur + 1.0}, ["cur"], ["old"]
         )
         torch.testing.assert_close(total, 1.0 + args["new"] * case["loss"], rtol=1e-5, atol=0)
-        torch.testing.assert_close(logs["had/old"], case["loss"], rtol=1e-5, atol=0)
+        torch.testing.assert_close(logs["loss/had/old"], args["new"] * case["loss"], rtol=1e-5, atol=0)
     torch.testing.assert_close(loss.detach(), case["loss"], rtol=1e-5, atol=0)
     loss.backward()
     torch.testing.assert_close(x.grad, grad, rtol=0, atol=1e-6)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from conftest import method_loss
 import torch.nn.functional as F
 
 from lhl.methods.lwf import LwF
@@ -35,13 +36,13 @@ def _inputs():
 def test_loss_is_current_plus_new_times_pseudo_label_losses():
     student, teacher, batch = _inputs()
     method = LwF(LwF.Options(), _tasks())
-    total, logs = method.training_loss(student, teacher, batch, ["nor"], ["seg", "dep"])
+    total, logs = method_loss(method, student, teacher, batch, ["nor"], ["seg", "dep"])
     # current: normal pred == label at the one valid pixel -> 0
     # depth: |1 - 2| and |2 - 4| -> 1.5; semantic: -log 0.5 and -log 0.25 against class 1
     seg = (math.log(2.0) + math.log(4.0)) / 2
     assert logs["loss/nor"].item() == pytest.approx(0.0, abs=1e-7)
-    assert logs["lwf/dep"].item() == pytest.approx(1.5)
-    assert logs["lwf/seg"].item() == pytest.approx(seg, rel=1e-6)
+    assert logs["loss/lwf/dep"].item() == pytest.approx(3.0 * 1.5)  # weighted by new, as it entered the loss
+    assert logs["loss/lwf/seg"].item() == pytest.approx(3.0 * seg, rel=1e-6)
     assert total.item() == pytest.approx(3.0 * (1.5 + seg), rel=1e-6)
     total.backward()
     assert teacher["dep"].grad is None
@@ -51,9 +52,9 @@ def test_loss_is_current_plus_new_times_pseudo_label_losses():
 def test_weight_and_first_phase():
     student, teacher, batch = _inputs()
     half = LwF(LwF.Options(new=0.5), _tasks())
-    total, _ = half.training_loss(student, teacher, batch, ["nor"], ["dep"])
+    total, _ = method_loss(half, student, teacher, batch, ["nor"], ["dep"])
     assert total.item() == pytest.approx(0.75)
-    total, logs = half.training_loss(student, None, batch, ["nor"], [])
+    total, logs = method_loss(half, student, None, batch, ["nor"], [])
     assert total.item() == pytest.approx(0.0, abs=1e-7) and set(logs) == {"loss/nor"}
 
 

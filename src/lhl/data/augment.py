@@ -1,35 +1,50 @@
 """GPU-side augmentation of a dense multi-task batch (kornia), applied after the batch is on device.
 
 Random scale-crop as in MTAN's `RandomScaleCrop` (zoom by a scale from `scales`, crop back to the
-input size; image bilinear, labels nearest, depth divided by the scale since zooming in brings the
-scene closer, or multiplied for inverse depth / disparity) and a horizontal flip that also negates
-the normals' x component. Each sample gets its own scale, crop position and flip. Which channel is
-x and whether depth is inverse are properties of the dataset: `DenseAugment.for_dataset` reads them.
+input size; image bilinear, labels nearest) and a horizontal flip. Each sample gets its own scale,
+crop position and flip. What a zoom or a flip does to a label's values (depth scales, normals'
+x negates) is its task type's (`TaskSpec.zoom_label` / `flip_label`), given the dataset's
+`LabelFacts`, which `DenseAugment.for_dataset` reads.
 """
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 from kornia.geometry.transform import crop_and_resize
 from torch import Tensor
+
+from lhl.tasks.base import LabelFacts, TaskSpec
+
+
+def _resample(label: Tensor, boxes: Tensor, size) -> Tensor:
+    """Nearest-neighbour crop-and-resize of a label in its own format ([B, H, W] or [B, C, H, W])."""
+    squeeze = label.dim() == 3
+    y = label.unsqueeze(1) if squeeze else label
+    y = crop_and_resize(y.float(), boxes, size, mode="nearest", align_corners=True)
+    y = y.to(label.dtype) if label.dtype.is_floating_point else y.round().to(label.dtype)
+    return y.squeeze(1) if squeeze else y
 
 
 class DenseAugment:
     """Consistent random scale-crop + flip over the image and every label of a batch."""
 
     def __init__(
-        self, kinds: Dict[str, str], scales: Sequence[float] = (1.0, 1.2, 1.5), flip: bool = True,
-        normal_x_channel: int = 2, depth_inverse: bool = False,
+        self, specs: Mapping[str, TaskSpec], scales: Sequence[float] = (1.0, 1.2, 1.5), flip: bool = True,
+        facts: Optional[LabelFacts] = None,
     ):
-        self.kinds = dict(kinds)
+        self.specs = dict(specs)
         self.scales = torch.tensor(list(scales), dtype=torch.float32)
         self.flip = flip
-        self.normal_x = normal_x_channel
-        self.depth_inverse = depth_inverse
+        self.facts = facts or LabelFacts()
+
+    @property
+    def normal_x(self) -> int:
+        """The stored normal channel a flip negates."""
+        return self.facts.normal_x_channel
 
     @classmethod
-    def for_dataset(cls, data_cfg, kinds: Dict[str, str], **kwargs) -> "DenseAugment":
+    def for_dataset(cls, data_cfg, specs: Mapping[str, TaskSpec], **kwargs) -> "DenseAugment":
         """The augmentation for `data_cfg`'s dataset: normals' x channel from `data.normal_x_channel`
         or the dataset class's `NORMAL_X_CHANNEL`; depth multiplied on zoom if its `DEPTH_IS_INVERSE`."""
         from lhl.data.sources import DATASETS
@@ -38,13 +53,14 @@ class DenseAugment:
         x = data_cfg.get("normal_x_channel")
         if x is None:
             x = getattr(dataset, "NORMAL_X_CHANNEL", None)
-        if x is None and "normal" in kinds.values():
+        if x is None and any("normal_x_channel" in s.uses_facts for s in specs.values()):
             raise ValueError(
                 f"data.augment: dataset '{data_cfg.dataset}' does not say which normal channel is x "
                 "(no NORMAL_X_CHANNEL); set data.normal_x_channel or data.augment=false"
             )
-        return cls(kinds, normal_x_channel=2 if x is None else int(x),
-                   depth_inverse=bool(getattr(dataset, "DEPTH_IS_INVERSE", False)), **kwargs)
+        facts = LabelFacts(normal_x_channel=2 if x is None else int(x),
+                           depth_inverse=bool(getattr(dataset, "DEPTH_IS_INVERSE", False)))
+        return cls(specs, facts=facts, **kwargs)
 
     def _boxes(self, b: int, h: int, w: int, device) -> tuple:
         idx = torch.randint(len(self.scales), (b,), device=device)
@@ -68,22 +84,9 @@ class DenseAugment:
         flip = torch.rand(b, device=image.device) < 0.5 if self.flip else None
         if flip is not None:
             out["image"] = torch.where(flip[:, None, None, None], out["image"].flip(-1), out["image"])
-        for name, kind in self.kinds.items():
+        for name, spec in self.specs.items():
             if name not in batch:
                 continue
-            y = batch[name]
-            squeeze = y.dim() == 3
-            y = y.unsqueeze(1) if squeeze else y
-            dtype = y.dtype
-            y = crop_and_resize(y.float(), boxes, (h, w), mode="nearest", align_corners=True)
-            if kind == "depth":
-                y = y * sc[:, None, None, None] if self.depth_inverse else y / sc[:, None, None, None]
-            if flip is not None:
-                y = torch.where(flip[:, None, None, None], y.flip(-1), y)
-                if kind == "normal":
-                    sign = torch.ones(b, y.shape[1], 1, 1, device=y.device)
-                    sign[:, self.normal_x] = torch.where(flip, -1.0, 1.0)[:, None, None]
-                    y = y * sign
-            y = y.round().to(dtype) if not dtype.is_floating_point else y
-            out[name] = y.squeeze(1) if squeeze else y
+            y = spec.zoom_label(_resample(batch[name], boxes, (h, w)), sc, self.facts)
+            out[name] = spec.flip_label(y, flip, self.facts) if flip is not None else y
         return out

@@ -1,21 +1,21 @@
 """Pure loss functions shared by the lifelong methods (no state, no modules)."""
-from lhl.losses.had_terms import (
+from lhl.losses.had_parts import (
     MENDS,
     HADConfig,
     class_balanced_loss,
     class_geometric_means,
     group_balanced_loss,
-    had_term,
-    normal_had,
     normal_sg,
-    regression_had,
     regression_sg,
-    semantic_had,
+    salience_keep,
     semantic_sg,
 )
+from lhl.losses.had_release import release_error_count, release_normal_loss_map, release_normal_valid
+from lhl.losses.had_terms import HAD_TERMS, had_term, normal_had, regression_had, semantic_had
 from lhl.losses.salience import edge_mask, sobel_magnitude
 
 __all__ = [
+    "HAD_TERMS",
     "MENDS",
     "HADConfig",
     "class_balanced_loss",
@@ -27,6 +27,10 @@ __all__ = [
     "normal_sg",
     "regression_had",
     "regression_sg",
+    "release_error_count",
+    "release_normal_loss_map",
+    "release_normal_valid",
+    "salience_keep",
     "semantic_had",
     "semantic_sg",
     "sobel_magnitude",

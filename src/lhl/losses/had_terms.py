@@ -1,262 +1,124 @@
 """HAD's per-old-task distillation term: (DB + SG) / 2 against the teacher's pseudo-label.
 
-Pure functions of (activated student prediction, pseudo-label, HADConfig). With every mend off
-they compute exactly what the release's `weight_fit` computes (Deexaa/HAD @ 67bb089), quirks
-included; each mend switches one quirk to the evident intent. All of it is vectorised (class-wise
-geometric means by scatter_add, no loop over classes) and keeps every count on the device.
+One function per task kind, looked up in `HAD_TERMS`; a kind without one is refused, never given
+another kind's terms. In the mended settings every term takes its loss map and valid pixels from
+the task type (`TaskSpec.pixel_loss` / `valid_mask`); while the mend that corrects one of the
+release's quirks is off, the release's own input (`had_release`) is used instead, so `faithful`
+mode (every mend off) computes exactly what the release's `weight_fit` computes.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Tuple
 
-import torch
 from torch import Tensor
 
-from lhl.losses.salience import edge_mask
-
-#: the switches, in the order the docs describe them; False everywhere = the release
-MENDS = (
-    "exclude_absent_classes",
-    "per_image_depth_mask",
-    "masked_normal_numerator",
-    "full_cosine",
-    "mean_of_groups",
-    "replicate_padding",
-    "group_by_pseudo_label",
-    "class_weighted_mean",
-    "sg_mean_over_kept",
-    "count_valid_pixels",
+from lhl.losses.had_parts import (
+    MENDS,
+    HADConfig,
+    class_balanced_loss,
+    group_balanced_loss,
+    normal_sg,
+    regression_sg,
+    salience_keep,
+    semantic_sg,
 )
+from lhl.losses.had_release import release_error_count, release_normal_loss_map, release_normal_valid
+from lhl.tasks.base import TaskSpec
+
+__all__ = ["HAD_TERMS", "MENDS", "HADConfig", "had_term", "normal_had", "regression_had", "semantic_had"]
+
+#: (term, DB, SG, keep mask) of one old task
+Parts = Tuple[Tensor, Tensor, Tensor, Tensor]
 
 
-@dataclass(frozen=True)
-class HADConfig:
-    """Resolved HAD loss settings: the release's hyper-parameters plus one bool per mend."""
-
-    scalar_val: float = 0.9
-    num_interval: float = 0.5
-    sel_max: int = 1
-    exclude_absent_classes: bool = False
-    per_image_depth_mask: bool = False
-    masked_normal_numerator: bool = False
-    full_cosine: bool = False
-    mean_of_groups: bool = False
-    replicate_padding: bool = False
-    group_by_pseudo_label: bool = False
-    class_weighted_mean: bool = False
-    sg_mean_over_kept: bool = False
-    count_valid_pixels: bool = False
-
-    @classmethod
-    def for_mode(cls, mode: str, **values) -> "HADConfig":
-        """`faithful` = every mend off, `fixed` = every mend on; a value that is not None overrides."""
-        if mode not in ("faithful", "fixed"):
-            raise ValueError(f"HAD mode must be 'faithful' or 'fixed', got {mode!r}")
-        mends = {name: mode == "fixed" for name in MENDS}
-        mends.update({k: v for k, v in values.items() if v is not None})
-        return cls(**mends)
-
-    @property
-    def uses_db(self) -> bool:
-        """The release's convention: num_interval == 1 swaps DB for the plain pseudo-label loss."""
-        return self.num_interval != 1
-
-    def replace(self, **values) -> "HADConfig":
-        """A copy with some settings changed (tests and ablations flip one mend at a time)."""
-        return dataclasses.replace(self, **values)
-
-
-def _mask(loss_map: Tensor, cfg: HADConfig) -> Tensor:
-    return edge_mask(loss_map, cfg.scalar_val, cfg.sel_max, cfg.replicate_padding)
-
-
-# --- distribution balance -----------------------------------------------------------------------
-def class_geometric_means(
-    loss_map: Tensor, label: Tensor, valid: Tensor, num_classes: int
-) -> Tuple[Tensor, Tensor]:
-    """Per class c: geometric mean G_c of the positive losses of its pixels (0 if none) and
-    whether c occurs in the label. Zero losses are left out, as the release's geo_mean does."""
-    idx = torch.where(valid, label, torch.zeros_like(label)).flatten()
-    pos = (valid & (loss_map > 0)).flatten()
-    logs = torch.where(pos, loss_map.flatten(), torch.ones_like(loss_map.flatten())).log()
-    zeros = loss_map.new_zeros(num_classes)
-    log_sum = zeros.scatter_add(0, idx, logs)
-    n_pos = zeros.scatter_add(0, idx, pos.to(loss_map.dtype))
-    present = zeros.scatter_add(0, idx, valid.flatten().to(loss_map.dtype)) > 0
-    means = torch.where(n_pos > 0, (log_sum / n_pos.clamp_min(1)).exp(), zeros)
-    return means, present
-
-
-def class_balanced_loss(
-    loss_map: Tensor, label: Tensor, valid: Tensor, num_classes: int, cfg: HADConfig
-) -> Tensor:
-    """Semantic DB: class geometric means weighted by the detached softmax(-G).
-
-    Release: softmax over all classes (absent ones at G = 0 keep weight) and the mean over
-    classes of w_c G_c. Mends: absent classes out of the softmax (`exclude_absent_classes`),
-    and the weighted mean sum_c w_c G_c instead of dividing it by the class count
-    (`class_weighted_mean`)."""
-    means, present = class_geometric_means(loss_map, label, valid, num_classes)
-    logits = -means
-    if cfg.exclude_absent_classes:
-        logits = logits.masked_fill(~present, float("-inf"))
-    weights = torch.softmax(logits, dim=0).nan_to_num(0.0).detach()
-    weighted = (weights * means).sum()
-    if cfg.class_weighted_mean:
-        return weighted
-    if cfg.exclude_absent_classes:
-        return weighted / present.sum().clamp_min(1)
-    return weighted / num_classes
-
-
-def group_balanced_loss(
-    loss_map: Tensor,
-    value: Tensor,
-    bar: float,
-    restrict: Optional[Tensor],
-    empty_value: float,
-    mean_of_groups: bool,
-) -> Tensor:
-    """Regression DB: mean loss of the pixels whose `value` is above `bar` and of those below.
-
-    Release: the two group means are summed and an empty group counts as `empty_value`;
-    `mean_of_groups` averages the non-empty groups instead."""
-    groups = torch.stack((value > bar, value < bar))
-    if restrict is not None:
-        groups = groups & restrict
-    groups = groups.flatten(1)
-    n = groups.sum(dim=1)
-    means = (loss_map.flatten().unsqueeze(0) * groups).sum(dim=1) / n.clamp_min(1)
-    filled = n > 0
-    if mean_of_groups:
-        return (means * filled).sum() / filled.sum().clamp_min(1)
-    return torch.where(filled, means, means.new_full((), empty_value)).sum()
-
-
-# --- salience guidance, given the edge mask ------------------------------------------------------
-def semantic_sg(nll: Tensor, valid: Tensor, keep: Tensor, mean_over_kept: bool) -> Tensor:
-    """Semantic SG. Release: kept-pixel NLL summed over ALL pixels' count (scaled by the keep
-    fraction); `sg_mean_over_kept`: the mean over the kept valid pixels."""
-    if mean_over_kept:
-        kept = keep & valid
-        return (nll * kept).sum() / kept.sum().clamp_min(1)
-    return (nll * keep).mean()
-
-
-def regression_sg(err: Tensor, counted: Tensor, keep: Tensor, per_image: bool) -> Tensor:
-    """Regression SG: sum of the kept errors over the count of kept `counted` pixels.
-
-    Release (`per_image=False`): [B,1,H,W] * [B,H,W] broadcasts to [B,B,H,W], every image's error
-    under every image's mask; computed here as per-pixel sums over the two batch axes, not
-    materialised."""
-    if per_image:
-        return (err * keep).sum() / (counted & keep).sum().clamp_min(1)
-    kept_per_pixel = keep.sum(dim=0)
-    num = (err.sum(dim=0) * kept_per_pixel).sum()
-    return num / (counted.sum(dim=0) * kept_per_pixel).sum().clamp_min(1)
-
-
-def normal_sg(prod: Tensor, valid: Tensor, keep: Tensor, cfg: HADConfig) -> Tensor:
-    """Normal SG = 1 - (summed cosine) / (kept count), 1 when nothing is kept.
-
-    Release: the numerator sums every pixel (`masked_normal_numerator` sums the kept ones), the
-    count is of non-zero channel entries, about 3 per pixel (`full_cosine`: one per pixel;
-    `count_valid_pixels`: kept valid pixels, times 3 unless `full_cosine`)."""
-    cos = prod.sum(dim=1)
-    num = (cos * keep).sum() if cfg.masked_normal_numerator else cos.sum()
-    if cfg.count_valid_pixels:
-        den = (keep & valid).sum() * (1 if cfg.full_cosine else prod.shape[1])
-    elif cfg.full_cosine:
-        den = ((cos * keep) != 0).sum()
-    else:
-        den = ((prod * keep.unsqueeze(1)) != 0).sum()
-    return torch.where(den > 0, 1.0 - num / den.clamp_min(1), torch.ones_like(num))
-
-
-# --- per task kind ------------------------------------------------------------------------------
-def semantic_had(log_probs: Tensor, label: Tensor, cfg: HADConfig) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(term, DB, SG, keep mask) for log-probabilities [B, C, H, W] and a label [B, H, W] (-1 ignore)."""
-    num_classes = log_probs.shape[1]
-    valid = (label >= 0) & (label < num_classes)
-    safe = torch.where(valid, label, torch.zeros_like(label)).long()
-    nll = -log_probs.gather(1, safe.unsqueeze(1)).squeeze(1) * valid
-    keep = _mask(nll, cfg)
+def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfig) -> Parts:
+    """Log-probabilities [B, C, H, W] against a label [B, H, W]: the task's masked NLL (the release
+    ignores the same pixels), class-balanced DB, SG on the NLL map."""
+    nll, valid = task.pixel_loss(log_probs, label)
+    keep = salience_keep(nll, cfg)
     sg = semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept)
     if cfg.uses_db:
-        db = class_balanced_loss(nll, safe, valid, num_classes, cfg)
+        db = class_balanced_loss(nll, label, valid, log_probs.shape[1], cfg)
     else:
         db = nll.sum() / valid.sum().clamp_min(1)
     return (db + sg) / 2, db, sg, keep
 
 
-def regression_had(pred: Tensor, target: Tensor, cfg: HADConfig) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(term, DB, SG, keep mask) for an L1 regression map [B, C, H, W] (depth; any scalar map).
+def regression_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> Parts:
+    """An L1 map [B, C, H, W] (depth, scalar maps): the task's error map and valid pixels.
 
-    Release quirks: the SG product broadcasts [B,1,H,W] * [B,H,W] into [B,B,H,W] (every image's
-    error under every image's mask; mend `per_image_depth_mask`), denominators count non-zero
-    error entries, and the groups split by the student's value."""
-    valid = target.sum(dim=1) != 0
-    err = (pred - target).abs().sum(dim=1) * valid
-    keep = _mask(err, cfg)
-    counted = valid if cfg.count_valid_pixels else err != 0
+    Release quirks: the SG product broadcasts [B,1,H,W] * [B,H,W] into [B,B,H,W] (mend
+    `per_image_depth_mask`), denominators count non-zero errors (`count_valid_pixels`), and the
+    groups split by the student's value (`group_by_pseudo_label`). The release had no scalar task:
+    scalar maps use these formulas with their own validity (NaN invalid, 0 a value) in every mode."""
+    err, valid = task.pixel_loss(pred, target)
+    keep = salience_keep(err, cfg)
+    counted = valid if cfg.count_valid_pixels else release_error_count(err)
     sg = regression_sg(err, counted, keep, cfg.per_image_depth_mask)
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
-        db = group_balanced_loss(
-            err,
-            source.mean(dim=1),
-            cfg.num_interval,
-            valid if cfg.count_valid_pixels else None,
-            0.0,
-            cfg.mean_of_groups,
-        )
+        restrict = valid if cfg.count_valid_pixels else None
+        db = group_balanced_loss(err, source.mean(dim=1), cfg.num_interval, restrict, 0.0, cfg.mean_of_groups)
     else:
         db = err.sum() / counted.sum().clamp_min(1)
     return (db + sg) / 2, db, sg, keep
 
 
-def normal_had(pred: Tensor, target: Tensor, cfg: HADConfig) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(term, DB, SG, keep mask) for unit normals [B, 3, H, W] against the teacher's normals.
-
-    Release quirks: the per-pixel loss is 1 - cos/3 (channel mean; mend `full_cosine`), the SG
-    numerator sums the cosine over all pixels, not the kept ones (`masked_normal_numerator`),
-    the SG denominator counts non-zero channel entries, and invalid pixels count as loss 1."""
-    channels = pred.shape[1]
-    valid = target.sum(dim=1) != 0
+def _normal_inputs(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> Tuple[Tensor, Tensor, Tensor]:
+    """(loss map, valid, masked per-channel product). Valid pixels: the task's rule with
+    `count_valid_pixels`, else the release's signed-sum mask; loss map: the task's with that and
+    `full_cosine`, else the release's (1 - cos/3 or 1 - cos, invalid pixels at 1)."""
+    valid = task.valid_mask(target) if cfg.count_valid_pixels else release_normal_valid(target)
     prod = pred * target * valid.unsqueeze(1)
-    cos = prod.sum(dim=1)
-    scale = 1 if cfg.full_cosine else channels
-    loss_map = 1.0 - cos / scale
-    keep = _mask(loss_map, cfg)
+    if cfg.count_valid_pixels and cfg.full_cosine:
+        loss_map, _ = task.pixel_loss(pred, target)
+    else:
+        loss_map = release_normal_loss_map(prod, cfg.full_cosine)
+    return loss_map, valid, prod
+
+
+def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> Parts:
+    """Unit normals [B, 3, H, W] against the teacher's normals.
+
+    Release quirks: the per-pixel loss is 1 - cos/3 (`full_cosine`), the SG numerator sums the
+    cosine over all pixels, not the kept ones (`masked_normal_numerator`), the SG denominator counts
+    non-zero channel entries, invalid pixels count as loss 1 and validity is the signed-sum mask
+    (`count_valid_pixels`)."""
+    loss_map, valid, prod = _normal_inputs(task, pred, target, cfg)
+    keep = salience_keep(loss_map, cfg)
     sg = normal_sg(prod, valid, keep, cfg)
     restrict = valid if cfg.count_valid_pixels else None
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
-        db = group_balanced_loss(
-            loss_map, source.mean(dim=1), cfg.num_interval, restrict, 1.0, cfg.mean_of_groups
-        )
+        db = group_balanced_loss(loss_map, source.mean(dim=1), cfg.num_interval, restrict, 1.0, cfg.mean_of_groups)
     else:
         summed = (loss_map * valid).sum() if cfg.count_valid_pixels else loss_map.sum()
         db = summed / valid.sum().clamp_min(1)
     return (db + sg) / 2, db, sg, keep
 
 
+#: task kind -> its HAD terms; a kind not listed has no HAD term
+HAD_TERMS: Dict[str, Callable[[TaskSpec, Tensor, Tensor, HADConfig], Parts]] = {
+    "semantic": semantic_had,
+    "depth": regression_had,
+    "scalar": regression_had,
+    "normal": normal_had,
+}
+
+
 def had_term(
-    kind: str, student_pred: Tensor, pseudo_label: Tensor, cfg: HADConfig
+    task: TaskSpec, student_pred: Tensor, pseudo_label: Tensor, cfg: HADConfig
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
     """One old task's HAD term (before the factor `new`) and its detached parts {db, sg, edge_keep}.
 
     `student_pred` is the activated prediction (semantic log-probabilities, raw depth, unit
-    normals); `pseudo_label` the teacher's label in the task's label format. Kinds other than
-    semantic and normal get the depth-style regression terms."""
-    if kind == "semantic":
-        fn = semantic_had
-    elif kind == "normal":
-        fn = normal_had
-    else:
-        fn = regression_had
-    term, db, sg, keep = fn(student_pred, pseudo_label, cfg)
+    normals); `pseudo_label` the teacher's label in the task's label format."""
+    fn = HAD_TERMS.get(task.kind)
+    if fn is None:
+        raise ValueError(
+            f"HAD has no terms for task '{task.name}' of kind '{task.kind}'; supported kinds: "
+            f"{', '.join(sorted(HAD_TERMS))} (add the kind to lhl.losses.had_terms.HAD_TERMS)"
+        )
+    term, db, sg, keep = fn(task, student_pred, pseudo_label, cfg)
     parts = {"db": db.detach(), "sg": sg.detach(), "edge_keep": keep.float().mean()}
     return term, parts

@@ -136,4 +136,4 @@ class HAD(PseudoLabelDistillation):
         self.config = options.config()
 
     def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return had_term(self.tasks[name].kind, student, pseudo, self.config)
+        return had_term(self.tasks[name], student, pseudo, self.config)

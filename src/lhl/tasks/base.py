@@ -1,29 +1,46 @@
 """TaskSpec: everything the engine needs to know about one output structure.
 
 A task type (classes, scalars, unit vectors, ...) is one file in this package plus a
-`TASKS.register` entry. The engine, the methods and the plots only talk to this interface.
+`TASKS.register` entry. The engine, the methods, the augmentation, the data readers and the plots
+only talk to this interface; no other module branches on a task's kind.
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import numpy as np
+import torch
 from torch import Tensor
 
 
+@dataclass(frozen=True)
+class LabelFacts:
+    """What a dataset says about its labels that moving them needs: which stored normal channel
+    is x (negated by a horizontal flip) and whether depth is inverse (disparity grows on zoom)."""
+
+    normal_x_channel: int = 2
+    depth_inverse: bool = False
+
+
 class TaskSpec:
-    """One dense-prediction task: its head width, activation, loss, pseudo-label and metrics.
+    """One dense-prediction task: its head width, activation, validity rule, loss, pseudo-label,
+    metrics, label transforms and display.
 
     Shapes: a head's raw output is [B, C, H, W]; `activate` turns it into the prediction the
     losses and metrics consume (semantic: log-probabilities; depth: raw; normal: unit vectors).
     Labels come as in the MTAN layout: semantic [B, H, W] long (-1 ignore), depth [B, 1, H, W]
-    (0 invalid), normal [B, 3, H, W] (all-zero invalid).
+    (0 invalid), normal [B, 3, H, W] (all-zero invalid), scalar [B, C, H, W] (NaN invalid).
     """
 
     kind: str = "base"
     #: metric name -> True when higher is better
     metric_directions: Dict[str, bool] = {}
     main_metric: str = ""
+    #: the `LabelFacts` fields this kind's label transforms read (a dataset must state them)
+    uses_facts: Tuple[str, ...] = ()
+    #: channels on the last axis of an on-disk H x W x C label array (None: any; 2-D counts as 1)
+    array_channels: Optional[int] = None
 
     def __init__(self, name: str, channels: int):
         self.name = name
@@ -37,8 +54,12 @@ class TaskSpec:
         raise NotImplementedError
 
     # --- supervision ------------------------------------------------------------------------
+    def valid_mask(self, label: Tensor) -> Tensor:
+        """Boolean [B, H, W]: the pixels this label supervises (THE validity rule of the kind)."""
+        raise NotImplementedError
+
     def pixel_loss(self, pred: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
-        """Per-pixel loss map [B, H, W] and the boolean valid mask [B, H, W]."""
+        """Per-pixel loss map [B, H, W], zero on invalid pixels, and `valid_mask(target)`."""
         raise NotImplementedError
 
     def loss(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -49,6 +70,26 @@ class TaskSpec:
 
     def pseudo_label(self, teacher_pred: Tensor) -> Tensor:
         """Turn a teacher's activated output into a label in this task's label format."""
+        raise NotImplementedError
+
+    # --- labels: augmentation, made-up examples, files ------------------------------------------
+    def zoom_label(self, label: Tensor, scale: Tensor, facts: LabelFacts) -> Tensor:
+        """Label values after its pixels were resampled for a zoom-in by `scale` [B] (the crop
+        itself is the augmentation's); most kinds keep their values."""
+        return label
+
+    def flip_label(self, label: Tensor, flip: Tensor, facts: LabelFacts) -> Tensor:
+        """The label with the samples where `flip` [B] is True mirrored horizontally."""
+        mask = flip.view(-1, *([1] * (label.dim() - 1)))
+        return torch.where(mask, label.flip(-1), label)
+
+    def example_label(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        """A made-up label, valid at every pixel, for benchmarks and tests."""
+        raise NotImplementedError
+
+    @classmethod
+    def label_from_array(cls, array: np.ndarray) -> Tensor:
+        """One sample's label from an on-disk H x W [x C] array, in this task's label format."""
         raise NotImplementedError
 
     # --- evaluation and display ---------------------------------------------------------------

@@ -2,10 +2,16 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from lhl.core.registry import TASKS
-from lhl.tasks.base import TaskSpec
+from lhl.tasks.base import LabelFacts, TaskSpec
+
+
+def depth_valid(label: Tensor) -> Tensor:
+    """[B, 1, H, W] depth -> [B, H, W]: pixels with a measured depth (0 marks a missing one)."""
+    return (label != 0).all(dim=1)
 
 
 @TASKS.register("depth")
@@ -13,16 +19,34 @@ class DepthTask(TaskSpec):
     kind = "depth"
     metric_directions = {"abs_err": False, "rel_err": False}
     main_metric = "abs_err"
+    array_channels = 1
+    uses_facts = ("depth_inverse",)
 
     def activate(self, raw: Tensor) -> Tensor:
         return raw
 
+    def valid_mask(self, label: Tensor) -> Tensor:
+        return depth_valid(label)
+
     def pixel_loss(self, pred: Tensor, target: Tensor):
-        valid = target.sum(dim=1) != 0
-        return (pred - target).abs().sum(dim=1), valid
+        valid = depth_valid(target)
+        return (pred - target).abs().sum(dim=1) * valid, valid
 
     def pseudo_label(self, teacher_pred: Tensor) -> Tensor:
         return teacher_pred.detach()
+
+    def zoom_label(self, label: Tensor, scale: Tensor, facts: LabelFacts) -> Tensor:
+        """Zooming in brings the scene closer: depth divided by the scale, inverse depth multiplied."""
+        s = scale.to(label.dtype).view(-1, 1, 1, 1)
+        return label * s if facts.depth_inverse else label / s
+
+    def example_label(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        return 0.1 + 9.9 * torch.rand(batch, 1, height, width, generator=generator)
+
+    @classmethod
+    def label_from_array(cls, array: np.ndarray) -> Tensor:
+        a = array.astype(np.float32, copy=False)
+        return torch.from_numpy(np.ascontiguousarray(a.reshape(1, *a.shape[:2])))
 
     def metric(self, reduction: str = "global"):
         from lhl.tasks.metrics import DepthMetric
@@ -33,7 +57,7 @@ class DepthTask(TaskSpec):
         import matplotlib
 
         d = x[0].detach().float().cpu().numpy()
-        valid = d > 0 if is_label else np.isfinite(d)
+        valid = depth_valid(x[None])[0].cpu().numpy() if is_label else np.isfinite(d)
         lo, hi = (np.percentile(d[valid], [2, 98]) if valid.any() else (0.0, 1.0))
         v = np.clip((d - lo) / max(hi - lo, 1e-6), 0, 1)
         rgb = (matplotlib.colormaps["viridis"](v)[..., :3] * 255).astype(np.uint8)

@@ -12,6 +12,9 @@ Every metric takes the *activated* prediction and the label in the MTAN layout a
   number of valid pixels in each batch; the normal median is the per-batch `torch.median` (lower
   median). Batches without a valid pixel are skipped (the release would produce NaN).
 
+Valid pixels follow each task type's own rule (`valid_classes`, `depth_valid`, `normal_valid`); the
+one exception is ``"mtan"``'s normal mask, the release's `release_normal_valid`.
+
 Units: mIoU and pixel accuracy are fractions in [0, 1]; depth errors are in label units (metres)
 and relative; normal angles are in degrees and the within-threshold scores are percentages
 (0-100) in both reductions (the release's fractions times 100).
@@ -24,6 +27,10 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassConfusionMatrix
+
+from lhl.tasks.depth import depth_valid
+from lhl.tasks.normal import normal_valid, release_normal_valid
+from lhl.tasks.semantic import valid_classes
 
 REDUCTIONS = ("global", "mtan")
 #: width of a normal-angle histogram bin (degrees) and the number of bins over [0, 180]
@@ -56,7 +63,7 @@ class SemanticMetric(MulticlassConfusionMatrix):
     def update(self, pred: Tensor, target: Tensor) -> None:
         """`pred`: scores [B, C, H, W] (argmax taken) or class ids [B, H, W]; `target`: [B, H, W]."""
         target = target.long()
-        valid = (target >= 0) & (target < self.num_classes)
+        valid = valid_classes(target, self.num_classes)
         super().update(pred, torch.where(valid, target, torch.full_like(target, self.ignore_index)))
 
     def compute(self) -> Dict[str, Tensor]:
@@ -93,7 +100,7 @@ class DepthMetric(Metric):
     def update(self, pred: Tensor, target: Tensor) -> None:
         """`pred`, `target`: [B, 1, H, W] depth; label 0 marks invalid pixels."""
         pred, target = pred.float(), target.float()
-        valid = target != 0
+        valid = depth_valid(target).unsqueeze(1)
         err = (pred - target).abs() * valid
         rel = err / torch.where(valid, target, torch.ones_like(target))
         n = valid.sum()
@@ -122,8 +129,8 @@ class NormalMetric(Metric):
     ``"global"``: exact sums and counts over all valid pixels (all-zero label = invalid); the
     median is the lower median (as `torch.median`) read from a histogram of 0.01-degree bins, at
     the bin centre, so it is within 0.005 degrees of the exact value and stays DDP-exact.
-    ``"mtan"``: the release's per-batch values (its mask: label components summing to non-zero)
-    averaged over batches.
+    ``"mtan"``: the release's per-batch values averaged over batches, with the release's own mask
+    (`release_normal_valid`: label components summing to non-zero).
     """
 
     is_differentiable = False
@@ -146,7 +153,7 @@ class NormalMetric(Metric):
         angle = normal_angles(pred, target)
         thresholds = torch.tensor(ANGLE_THRESHOLDS, device=angle.device, dtype=angle.dtype).view(-1, 1)
         if self.reduction == "global":
-            valid = (target.abs().sum(dim=1) != 0).flatten()
+            valid = normal_valid(target).flatten()
             angle = angle.flatten()
             self.angle_sum += (angle * valid).sum()
             self.count += valid.sum()
@@ -155,7 +162,7 @@ class NormalMetric(Metric):
             bins = torch.where(valid, bins, torch.full_like(bins, ANGLE_BINS))
             self.hist += torch.bincount(bins, minlength=ANGLE_BINS + 1)[:ANGLE_BINS]
         else:
-            valid = (target.sum(dim=1) != 0).flatten()
+            valid = release_normal_valid(target).flatten()
             angle = angle.flatten()
             n = valid.sum()
             denom = n.clamp_min(1).float()

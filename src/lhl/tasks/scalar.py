@@ -10,14 +10,18 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from lhl.tasks.metrics import _check_reduction
 from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
+from lhl.tasks.metrics import _check_reduction
 
+
+def scalar_valid(label: Tensor) -> Tensor:
+    """[B, C, H, W] -> [B, H, W]: pixels with no NaN in any channel (NaN marks a missing value)."""
+    return ~torch.isnan(label).any(dim=1)
 
 
 class ScalarMetric(Metric):
-    """Mean absolute error of a scalar map over valid (non-NaN label) pixels and channels.
+    """Mean absolute error of a scalar map over the channels of valid pixels (`scalar_valid`).
 
     `reduction="global"`: one mean over every valid pixel of the dataset (DDP-exact: sum states).
     `reduction="mtan"`: the release's convention, the mean over batches of each batch's mean.
@@ -33,7 +37,7 @@ class ScalarMetric(Metric):
         self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, pred: Tensor, target: Tensor) -> None:
-        valid = ~torch.isnan(target)
+        valid = scalar_valid(target).unsqueeze(1).expand_as(target)
         err = torch.where(valid, (pred - target).abs(), torch.zeros_like(pred)).double()
         s, n = err.sum(), valid.sum().double()
         if self.reduction == "global":
@@ -58,14 +62,27 @@ class ScalarTask(TaskSpec):
     def activate(self, raw: Tensor) -> Tensor:
         return raw
 
+    def valid_mask(self, label: Tensor) -> Tensor:
+        return scalar_valid(label)
+
     def pixel_loss(self, pred: Tensor, target: Tensor):
-        nan = torch.isnan(target)
-        valid = ~nan.any(dim=1)
-        err = torch.where(nan, torch.zeros_like(pred), (pred - target).abs())
-        return err.sum(dim=1), valid
+        """L1 summed over channels; NaN labels are zeroed before the difference so that no NaN
+        reaches the gradient (a `where` after the difference would still back-propagate it)."""
+        valid = scalar_valid(target)
+        safe = torch.where(torch.isnan(target), torch.zeros_like(target), target)
+        return (pred - safe).abs().sum(dim=1) * valid, valid
 
     def pseudo_label(self, teacher_pred: Tensor) -> Tensor:
         return teacher_pred.detach()
+
+    def example_label(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        return torch.rand(batch, self.channels, height, width, generator=generator)
+
+    @classmethod
+    def label_from_array(cls, array: np.ndarray) -> Tensor:
+        a = array.astype(np.float32, copy=False)
+        a = a[..., None] if a.ndim == 2 else a
+        return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
     def metric(self, reduction: str = "global"):
         return ScalarMetric(reduction=reduction)

@@ -48,15 +48,31 @@ class SemanticTask(TaskSpec):
     kind = "semantic"
     metric_directions = {"miou": True, "pixacc": True}
     main_metric = "miou"
+    array_channels = 1
 
     def activate(self, raw: Tensor) -> Tensor:
         return F.log_softmax(raw, dim=1)
+
+    def valid_mask(self, label: Tensor) -> Tensor:
+        return valid_classes(label, self.channels)
 
     def pixel_loss(self, pred: Tensor, target: Tensor):
         return masked_nll(pred, target)
 
     def pseudo_label(self, teacher_pred: Tensor) -> Tensor:
         return teacher_pred.argmax(dim=1)
+
+    def example_label(self, batch: int, height: int, width: int, generator: torch.Generator) -> Tensor:
+        return torch.randint(0, self.channels, (batch, height, width), generator=generator)
+
+    @classmethod
+    def label_from_array(cls, array: np.ndarray) -> Tensor:
+        """Class ids from an H x W [x 1] array (floats rounded); every negative id becomes -1."""
+        a = np.squeeze(array, axis=-1) if array.ndim == 3 else array
+        if np.issubdtype(a.dtype, np.floating):
+            a = np.rint(a)
+        lab = torch.from_numpy(a.astype(np.int64))
+        return lab.clamp_min(IGNORE_INDEX)
 
     def metric(self, reduction: str = "global"):
         from lhl.tasks.metrics import SemanticMetric
@@ -67,5 +83,5 @@ class SemanticTask(TaskSpec):
         lab = x if is_label else x.argmax(dim=0)
         lab = lab.detach().cpu().numpy().astype(np.int64)
         rgb = _palette(self.channels)[np.clip(lab, 0, self.channels - 1)]
-        rgb[lab < 0] = 0
+        rgb[~valid_classes(lab, self.channels)] = 0
         return rgb

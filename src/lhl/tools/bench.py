@@ -31,15 +31,11 @@ NYU_TASKS = [("semantic", "semantic", 13), ("depth", "depth", 1), ("normal", "no
 
 
 def _batch(tasks, b: int, h: int, w: int, device) -> Dict[str, torch.Tensor]:
+    """A made-up batch: random images and each task type's `example_label`."""
     g = torch.Generator().manual_seed(0)
     batch = {"image": torch.rand(b, 3, h, w, generator=g)}
     for name, kind, ch in tasks:
-        if kind == "semantic":
-            batch[name] = torch.randint(-1, ch, (b, h, w), generator=g)
-        elif kind == "depth":
-            batch[name] = torch.rand(b, 1, h, w, generator=g) * 10
-        else:
-            batch[name] = torch.nn.functional.normalize(torch.randn(b, 3, h, w, generator=g), dim=1)
+        batch[name] = build_task(kind, name, ch).example_label(b, h, w, g)
     return {k: v.to(device) for k, v in batch.items()}
 
 

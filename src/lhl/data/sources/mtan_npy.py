@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from lhl.data.checks import found_near
+from lhl.tasks import TASKS
 
 
 def folder_kind(folder: str) -> str:
@@ -36,27 +37,9 @@ def _image(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.astype(np.float32, copy=False).transpose(2, 0, 1))
 
 
-def _semantic(a: np.ndarray) -> np.ndarray:
-    a = np.squeeze(a, axis=-1) if a.ndim == 3 else a
-    if np.issubdtype(a.dtype, np.floating):
-        a = np.rint(a)
-    lab = a.astype(np.int64)
-    lab[lab < 0] = -1
-    return lab
-
-
-def _depth(a: np.ndarray) -> np.ndarray:
-    a = a.astype(np.float32, copy=False)
-    return np.ascontiguousarray(a.reshape(1, *a.shape[:2]))
-
-
-def _normal(a: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(a.astype(np.float32, copy=False).transpose(2, 0, 1))
-
-
-_CONVERT = {"semantic": _semantic, "depth": _depth, "normal": _normal}
-#: channels of the last axis each field must have (None: any; a 2-D array counts as one)
-_CHANNELS = {"image": 3, "semantic": 1, "depth": 1, "normal": 3}
+def _expected_channels(kind: str):
+    """Channels the last axis of a field's array must have (None: any; a 2-D array counts as one)."""
+    return 3 if kind == "image" else TASKS.get(kind).array_channels
 
 
 class MTANNpyDataset(Dataset):
@@ -133,7 +116,7 @@ class MTANNpyDataset(Dataset):
                 f"{self.dataset_name}: cannot read {path} ({err}); the file is corrupt or not a "
                 f".npy array: re-convert or re-copy it; get the data: {self.obtain}"
             ) from None
-        want = _CHANNELS[kind]
+        want = _expected_channels(kind)
         channels = 1 if a.ndim == 2 else (a.shape[-1] if a.ndim == 3 else None)
         if channels is None or (want is not None and channels != want) or (hw and a.shape[:2] != hw):
             expect = f"(H, W{', ' + str(want) if want and want > 1 else ''})"
@@ -152,5 +135,5 @@ class MTANNpyDataset(Dataset):
         for task in self.tasks:
             kind = self.kinds[task]
             a = self._load(self.dirs[task] / name, kind, image.shape[:2])
-            sample[task] = torch.from_numpy(_CONVERT[kind](a))
+            sample[task] = TASKS.get(kind).label_from_array(a)
         return sample
