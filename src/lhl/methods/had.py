@@ -60,7 +60,7 @@ from typing import Dict, Optional, Tuple
 
 from torch import Tensor
 
-from lhl.losses.had_terms import MENDS, HADConfig, had_term
+from lhl.losses.had_terms import HAD_TERMS, MENDS, HADConfig, had_term
 from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.base import MethodOptions
 from lhl.core.registry import METHODS
@@ -134,6 +134,12 @@ class HAD(PseudoLabelDistillation):
     def __init__(self, options: "HAD.Options", tasks):
         super().__init__(options, tasks)
         self.config = options.config()
+        unsupported = {n: t.kind for n, t in tasks.items() if t.kind not in HAD_TERMS}
+        if unsupported:  # refused when the run is built, not at the first step of phase 2
+            raise ValueError(
+                f"method had: no HAD terms for the task type(s) {unsupported}; supported: "
+                f"{', '.join(sorted(HAD_TERMS))} (add the kind to lhl.losses.had_terms.HAD_TERMS)"
+            )
 
     def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         return had_term(self.tasks[name], student, pseudo, self.config)
