@@ -24,6 +24,8 @@ DATA    ?=
 TEACHER_CKPT ?=
 TIME    ?= 24:00:00
 PARTITION ?=
+RUN     ?=
+RUNS_DIR ?= runs
 
 opt = $(if $(2),$(1)=$(2))
 RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
@@ -31,7 +33,7 @@ RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,
 .PHONY: install experiment compare report distill bench bench-e2e slurm test clean-runs help
 
 help:
-	@echo "make install | experiment | compare | distill | bench | bench-e2e | slurm | test  (see README.md)"
+	@echo "make install | experiment | compare | report RUN=... [REF=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
 
 install: $(STAMP)
 
@@ -47,6 +49,17 @@ experiment: install
 
 compare: install
 	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+
+report: install
+	$(if $(RUN),,$(error make report RUN=<run folder> [REF=<reference run folder>]))
+	$(BIN)/lhl report $(RUN) $(if $(REF),--ref $(REF))
+
+clean-runs:
+	@if [ -d "$(RUNS_DIR)" ]; then \
+	  echo "removing $(RUNS_DIR)/ ($$(du -sh "$(RUNS_DIR)" | cut -f1)), which holds:"; \
+	  find "$(RUNS_DIR)" -name config.yaml -printf '  %h\n' | sort; \
+	  rm -rf "$(RUNS_DIR)"; \
+	else echo "no $(RUNS_DIR)/ folder: nothing to remove"; fi
 
 distill: install
 	$(strip $(BIN)/lhl distill $(if $(KD),--kd $(KD)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(STUDENT),--student $(STUDENT)) $(if $(DATA),--data $(DATA)) $(if $(TEACHER_CKPT),--teacher-ckpt $(TEACHER_CKPT))) $(ARGS)

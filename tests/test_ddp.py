@@ -18,7 +18,7 @@ from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule
 from lhl.data.protocol import Phase
 from lhl.reporting.results import Results
-from lhl.engine.build import build_network, build_specs
+from lhl.engine.build import build_network, build_specs, run_folder_of
 from lhl.engine.run_folder import RunFolder
 from lhl.engine.runner import run
 from lhl.tasks import build_task
@@ -70,7 +70,7 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache, method)
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cfg = load_config([], ddp_args)
-    run_dir = tmp_path / "ddp" / "runs" / "synthetic_s1" / method / "seed0"
+    run_dir = run_folder_of(cfg).root
     ddp = Results.load(run_dir)
     assert [p["phase"] for p in ddp.phases] == [0, 1]
     assert sorted(p.name for p in run_dir.glob("phase_*/*.ckpt*")) == ["phase.ckpt", "phase.ckpt"]
@@ -85,7 +85,7 @@ def test_ddp_two_processes_matches_single_process(tmp_path, synth_cache, method)
     if method == "er":  # one reservoir over the global batches, the same size as one process's
         def buffer(d):
             return RunFolder(d).load_phase(1)["method_state"]["buffer"]
-        b_ddp, b_single = buffer(run_dir), buffer(tmp_path / "single" / "runs" / "synthetic_s1" / "er" / "seed0")
+        b_ddp, b_single = buffer(run_dir), buffer(run_folder_of(single_cfg).root)
         assert b_ddp["seen"] == b_single["seen"] > 0 and b_ddp["images"].shape == b_single["images"].shape
 
     # training under DDP (2 x 4 images) follows the single-process run (8 images); BatchNorm

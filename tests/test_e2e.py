@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -66,7 +67,8 @@ def test_cli_run_and_report(tmp_path, synth_cache, capsys):
     assert main(["run", *tiny_overrides(tmp_path, synth_cache), "method=finetune", "train.max_steps=2"]) == 0
     out = capsys.readouterr().out
     assert "run folder:" in out
-    run_dir = tmp_path / "runs" / "synthetic_s1" / "finetune" / "seed0"
+    run_dir = Path(out.split("run folder: ")[1].split()[0])
+    assert run_dir.parent.parent == tmp_path / "runs" / "synthetic_s1" / "finetune" and run_dir.name == "seed0"
     assert main(["report", str(run_dir), "--json", str(tmp_path / "rep.json")]) == 0
     rep = json.loads((tmp_path / "rep.json").read_text())
     assert "forgetting" in json.dumps(rep)
@@ -129,16 +131,16 @@ def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_
     from lhl.engine.build import run_folder_of
 
     first = _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
-                 "eval.gallery_samples=0")
-    with pytest.raises(ValueError, match="model.head_width=8, not 16"):
-        _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "model.head_width=16")
+                 "eval.gallery_samples=0", "name=fixed")
+    with pytest.raises(ValueError, match="model.head_width=8, not 16"):  # a named folder keeps its config
+        _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "model.head_width=16", "name=fixed")
     assert (first / "config.yaml").read_text().count("head_width: 8") == 1
     # a folder made before a schema key existed resumes: the missing key counts as its default
     cfg_file = first / "config.yaml"
     cfg_file.write_text(cfg_file.read_text().replace("  teacher_pass: shared\n", ""))
     assert "teacher_pass" not in cfg_file.read_text()
     _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
-         "eval.gallery_samples=0")
-    a = run_folder_of(load_config([], ["method=had"])).root
-    b = run_folder_of(load_config([], ["method=had_faithful"])).root
-    assert a != b and b.parts[-2] == "had_faithful"
+         "eval.gallery_samples=0", "name=fixed")
+    a = run_folder_of(load_config([], ["seq=synthetic_s1", "method=had"])).root
+    b = run_folder_of(load_config([], ["seq=synthetic_s1", "method=had_faithful"])).root
+    assert a != b and b.parts[-3] == "had_faithful" and b.parts[-2] == "default"

@@ -62,6 +62,8 @@ def test_script_directives_and_srun_line(tmp_path, capsys):
     assert len(srun) == 1
     line = srun[0]
     assert "-m lhl run" in line
+    # srun options before the program: recent Slurm does not pass --cpus-per-task on to srun
+    assert line.split()[1:3] == ["--cpus-per-task=8", "--kill-on-bad-exit=1"]
     for token in ("seq=synthetic_s1", "method=had", "train.epochs=2",
                   "train.devices=4", "train.num_nodes=2", "train.accelerator=gpu"):
         assert token in line.split()
@@ -151,9 +153,22 @@ def test_script_runs_with_fake_srun(tmp_path, monkeypatch):
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     subprocess.run([BASH, str(out)], check=True, env=env, capture_output=True)
     args = record.read_text().splitlines()
-    assert args[1:4] == ["-m", "lhl", "run"]
+    assert args[:2] == ["--cpus-per-task=8", "--kill-on-bad-exit=1"]
+    assert args[3:6] == ["-m", "lhl", "run"]
     assert "data.options={n_train: 24, seed: 0}" in args  # one argument, quoting intact
     assert args[-1] == os.getcwd()
+
+
+def test_method_presets_get_their_own_job_and_script(tmp_path, no_sbatch):
+    """had and had_faithful share method.name 'had': named after the preset, neither overwrites the other."""
+    runs = tmp_path / "runs"
+    for preset in ("had", "had_faithful"):
+        slurm.cli(["seq=synthetic_s1", f"method={preset}", f"run.out_dir={runs}", "cpus_per_task=6"])
+    scripts = sorted(p.name for p in (runs / "slurm").glob("*.sbatch"))
+    assert scripts == ["lhl-synthetic_s1-had-s0.sbatch", "lhl-synthetic_s1-had_faithful-s0.sbatch"]
+    text = (runs / "slurm" / "lhl-synthetic_s1-had_faithful-s0.sbatch").read_text()
+    assert _directives(text)["job-name"] == "lhl-synthetic_s1-had_faithful-s0"
+    assert "srun --cpus-per-task=6 --kill-on-bad-exit=1 " in text
 
 
 def test_render_placeholders():

@@ -1,4 +1,4 @@
-"""The `lhl` command: run, compare, report, data, distill, bench, slurm.
+"""The `lhl` command: run, compare, report, data, distill, bench, slurm, list, runs.
 
 Every Make target is a thin wrapper over one of these sub-commands.
 """
@@ -8,10 +8,12 @@ import importlib
 import sys
 from typing import List
 
-USAGE = """usage: lhl <command> [args]
+USAGE = """usage: lhl [--experiments DIR] <command> [args]    (lhl <command> --help: its own help)
 
 commands:
   run [CONFIG.yaml ...] [key=value ...]   a lifelong run (seq=NAME method=NAME seed=N gpus=N ...)
+  list                                    sequences, method presets, datasets, tasks, backbones, kd
+  runs [OUT_DIR]                          run folders: sequence, method, overrides, seeds, phases
   compare [key=value ...]                 several methods and seeds of one sequence, one table
   report RUN [--ref RUN] [--json OUT]     results, delta and forgetting of a run folder
   data synth --out DIR [...]              write a synthetic-rooms set (+ grid.png)
@@ -21,17 +23,37 @@ commands:
   bench [--out FILE] [...]                training-step throughput of finetune / LwF / HAD
   bench-e2e [--seq S --method M] [k=v]    a whole sequence timed as lhl runs it and as the release does
   slurm [key=value ...]                   write (and submit) an sbatch script
+
+--experiments DIR: read presets (seq/, method/, kd/, slurm/) from DIR instead of the installed
+ones (or set LHL_EXPERIMENTS=DIR).
+"""
+
+RUN_HELP = """usage: lhl run [CONFIG.yaml ...] [key=value ...] [-m key=v1,v2,...] [--print-config]
+
+Composes the typed schema, experiments/seq/<seq>.yaml, experiments/method/<method>.yaml, the YAML
+files given, then the key=value overrides, and runs the sequence into
+<run.out_dir>/<seq>/<method>/<default | hash of the overrides>/seed<k> (resumed if it exists).
+
+  seq=NAME method=NAME        presets (lhl list shows them)
+  seed=N gpus=N nodes=N logger=csv|wandb|tensorboard|none name=RUN_NAME out=OUT_DIR
+  section.key=value           any config key, e.g. train.epochs=5 data.batch_size=8 method.new=1
+  -m key=v1,v2,...            multirun: one run per value (repeat -m for every combination)
+  --print-config              print the resolved config as YAML (and its run folder), then exit
+
+example: lhl run seq=synthetic_small_s1 method=had train.max_steps=2 -m method.new=1,3
 """
 
 #: sub-command -> "module:function" taking argv and returning an exit code
 COMMANDS = {
     "run": "lhl.cli:run_main",
     "compare": "lhl.tools.compare:cli",
-    "report": "lhl.reporting.results:cli",
+    "report": "lhl.reporting.report_cli:cli",
     "distill": "lhl.distill.cli:cli",
     "bench": "lhl.tools.bench:cli",
     "bench-e2e": "lhl.tools.bench_e2e:cli",
     "slurm": "lhl.tools.slurm:cli",
+    "list": "lhl.tools.listing:cli",
+    "runs": "lhl.tools.runs:cli",
 }
 DATA_COMMANDS = {
     "synth": "lhl.data.sources.synthetic:cli",
@@ -46,17 +68,48 @@ def _resolve(target: str):
 
 
 def run_main(argv: List[str]) -> int:
-    from lhl.config import load_config
-    from lhl.engine.runner import run
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(RUN_HELP)
+        return 0
+    from lhl.config import load_config, to_yaml
+    from lhl.config.sweep import expand, split_multirun
+    from lhl.engine.build import run_folder_of
 
+    show = "--print-config" in argv
+    argv, sweeps = split_multirun([a for a in argv if a != "--print-config"])
     files = [a for a in argv if a.endswith((".yaml", ".yml")) and "=" not in a]
     overrides = [a for a in argv if a not in files]
-    cfg = load_config(files, overrides)
-    run_dir = run(cfg)
-    from lhl.reporting.results import Results, render_markdown
+    configs = [load_config(files, o) for o in expand(overrides, sweeps)]  # all checked before any trains
+    folders = [run_folder_of(cfg).root for cfg in configs]
+    if len(set(folders)) < len(folders):
+        from lhl.config import ConfigError
 
-    print("\n" + render_markdown(Results.load(run_dir)))
-    print(f"run folder: {run_dir}")
+        raise ConfigError(f"-m: several runs would share the folder {folders[0]} (drop name=: each "
+                          "configuration gets its own folder by default)")
+    if show:
+        for cfg, folder in zip(configs, folders):
+            print(f"# run folder: {folder}\n{to_yaml(cfg)}", end="---\n" if len(configs) > 1 else "")
+        return 0
+    from lightning.pytorch.utilities import rank_zero_only
+
+    from lhl.engine.runner import run
+    from lhl.reporting.render import render_markdown
+    from lhl.reporting.results import Results
+    from lhl.engine.requeue import Requeued
+
+    done = []
+    for cfg in configs:
+        try:
+            run_dir = run(cfg)
+        except Requeued as stop:  # SLURM restarts the job; the finished work is saved
+            print(f"lhl run: {stop}; stopping (exit 0)", flush=True)
+            return 0
+        done.append(run_dir)
+        if rank_zero_only.rank == 0:  # every DDP rank returns here: print once
+            print("\n" + render_markdown(Results.load(run_dir)))
+            print(f"run folder: {run_dir}")
+    if len(done) > 1 and rank_zero_only.rank == 0:
+        print("multirun folders:\n" + "\n".join(f"  {d}" for d in done))
     return 0
 
 
@@ -72,8 +125,24 @@ def _quiet_library_noise() -> None:
     )
 
 
+def _experiments_flag(argv: List[str]) -> List[str]:
+    """`--experiments DIR` (anywhere): a user folder of presets, passed on as LHL_EXPERIMENTS."""
+    import os
+
+    out = []
+    while argv:
+        arg = argv.pop(0)
+        if arg == "--experiments" and argv:
+            os.environ["LHL_EXPERIMENTS"] = os.path.abspath(argv.pop(0))
+        elif arg.startswith("--experiments="):
+            os.environ["LHL_EXPERIMENTS"] = os.path.abspath(arg.split("=", 1)[1])
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: List[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _experiments_flag(list(sys.argv[1:] if argv is None else argv))
     _quiet_library_noise()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -81,8 +150,9 @@ def main(argv: List[str] | None = None) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "data":
         if not rest or rest[0] not in DATA_COMMANDS:
-            print(USAGE, file=sys.stderr)
-            return 2
+            asked = bool(rest) and rest[0] in ("-h", "--help", "help")
+            print(USAGE + "\nlhl data <sub-command> --help: its options", file=sys.stdout if asked else sys.stderr)
+            return 0 if asked else 2
         target, rest = DATA_COMMANDS[rest[0]], rest[1:]
     elif cmd in COMMANDS:
         target = COMMANDS[cmd]
@@ -93,7 +163,7 @@ def main(argv: List[str] | None = None) -> int:
 
     try:
         return int(_resolve(target)(rest) or 0)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, KeyError, ValueError, ImportError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"lhl {cmd}: error: {msg}", file=sys.stderr)
         return 2

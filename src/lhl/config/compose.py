@@ -7,6 +7,8 @@ names the key and the file it came from.
 """
 from __future__ import annotations
 
+import difflib
+import importlib.util
 import os
 from pathlib import Path
 from typing import List, Sequence
@@ -33,14 +35,37 @@ SHORTCUTS = {
 
 
 def experiments_dir() -> Path:
-    """`experiments/` of the working directory, else the one beside the source tree."""
+    """The presets (seq/, method/, kd/, slurm/): a user folder only when given explicitly
+    (`$LHL_EXPERIMENTS`, set by `lhl --experiments DIR ...`), else the ones shipped in the package
+    as `lhl.experiments` (the repository's top-level `experiments/`, mapped by setup.py)."""
     env = os.environ.get("LHL_EXPERIMENTS")
     if env:
         return Path(env)
-    here = Path.cwd() / "experiments"
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[3] / "experiments"
+    from importlib.resources import files
+
+    try:
+        return Path(str(files("lhl.experiments")))
+    except ModuleNotFoundError:  # an editable install made before the mapping: the source tree's
+        return Path(__file__).resolve().parents[3] / "experiments"
+
+
+def _suggest(word: str, valid) -> str:
+    close = difflib.get_close_matches(str(word), [str(v) for v in valid], n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _key_hint(base: DictConfig, key: str) -> str:
+    """'Did you mean ...' with the closest valid key of the misspelled key's own section."""
+    *section, last = str(key).split(".")
+    node = base
+    for part in section:
+        if not isinstance(node, DictConfig) or part not in node:
+            return ""
+        node = node[part]
+    if not isinstance(node, DictConfig):
+        return ""
+    hint = _suggest(last, node.keys())
+    return hint.replace("'", "'" + "".join(p + "." for p in section), 1) if hint else ""
 
 
 def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
@@ -49,7 +74,7 @@ def _merge(base: DictConfig, other: DictConfig, source: str) -> DictConfig:
     except ConfigKeyError as err:
         key = err.full_key or getattr(err, "key", "?")
         raise ConfigError(
-            f"{source}: unknown config key '{key}'. Check its spelling; valid top-level sections "
+            f"{source}: unknown config key '{key}'.{_key_hint(base, key)} Valid top-level sections "
             f"are {', '.join(base.keys())} (see src/lhl/config/schema.py for every key)."
         ) from None
     except OmegaConfBaseException as err:
@@ -73,7 +98,8 @@ def _group_file(group: str, name: str) -> Path:
     if not path.is_file():
         have = sorted(p.stem for p in (experiments_dir() / group).glob("*.yaml"))
         raise ConfigError(
-            f"no {group} preset '{name}' ({path} does not exist); available: {', '.join(have)}"
+            f"no {group} preset '{name}' ({path} does not exist).{_suggest(name, have)} "
+            f"Available: {', '.join(have)} (lhl list)"
         )
     return path
 
@@ -98,6 +124,8 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
         layers.append((_group_file("seq", seq), None))
     if method:
         path = experiments_dir() / "method" / f"{method}.yaml"
+        if not path.is_file():
+            _check_method_name(method)
         layers.append((path, None) if path.is_file() else (None, {"method": {"name": method}}))
     for f in files:
         layers.append((Path(f), None))
@@ -121,6 +149,17 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
     return cfg
 
 
+def _check_method_name(name: str) -> None:
+    """`method=NAME` without a preset of that name must be a registered method."""
+    from lhl.core.registry import METHODS
+
+    if name in METHODS:
+        return
+    have = sorted({p.stem for p in (experiments_dir() / "method").glob("*.yaml")} | set(METHODS))
+    raise ConfigError(f"method.name: unknown method '{name}' (method={name}: no preset or registered method "
+                      f"of that name).{_suggest(name, have)} Available: {', '.join(have)} (lhl list)")
+
+
 def validate(cfg: DictConfig) -> None:
     """Checks that the schema's types cannot express."""
     if "name" not in cfg.method:
@@ -131,6 +170,10 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(
             f"logger.name={cfg.logger.name!r}: use csv, wandb, tensorboard or none"
         )
+    if cfg.logger.name == "tensorboard" and not any(
+        importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")
+    ):
+        raise ConfigError("logger=tensorboard needs TensorBoard, an extra: pip install 'lhl[tensorboard]'")
     if not cfg.sequence.tasks:
         raise ConfigError("sequence.tasks: the sequence needs at least one task")
     if len(set(cfg.sequence.tasks)) != len(cfg.sequence.tasks):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-from typing import Any, Dict, List, Tuple
+import warnings
+from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -104,10 +105,57 @@ def sequence_tasks(cfg: DictConfig) -> Dict[str, Tuple[str, int]]:
     return {t: info[t] for t in cfg.sequence.tasks}
 
 
+def per_process_batch(data_cfg, world: int) -> int:
+    """The batch one process loads: `data.batch_size` (per process), or `data.global_batch_size`
+    divided by the world size when that is set (an error if it does not divide)."""
+    total = getattr(data_cfg, "global_batch_size", None)
+    if total is None:
+        return int(data_cfg.batch_size)
+    if int(total) < 1 or int(total) % int(world):
+        raise ConfigError(
+            f"data.global_batch_size={total} does not divide into {world} process(es); choose a "
+            f"multiple of {world} or set the per-process data.batch_size instead"
+        )
+    return int(total) // int(world)
+
+
+def expected_processes(cfg: DictConfig) -> Optional[int]:
+    """train.devices x train.num_nodes when the config fixes it (None for devices=auto / -1)."""
+    devices = cfg.train.devices
+    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
+        n = len(devices)
+    elif str(devices) in ("auto", "-1"):
+        return None
+    else:
+        n = int(devices)
+    return n * int(cfg.train.num_nodes)
+
+
+def check_processes(cfg: DictConfig, world: Optional[int]) -> None:
+    """The global batch against the world size; a warning where more than one process changes what
+    a preset means (the paper's batch 64 is one process's; mtan averages per process batch)."""
+    if world is None:
+        return
+    per_process_batch(cfg.data, world)
+    if world > 1:
+        paper = [n for n in (cfg.sequence.name, method_tag(cfg)) if str(n).endswith("_paper")]
+        if paper or cfg.eval.reduction == "mtan":
+            why = f"preset {paper[0]}" if paper else "eval.reduction=mtan"
+            warnings.warn(
+                f"{why} runs on {world} processes: data.batch_size={cfg.data.batch_size} is per "
+                f"process (global batch {per_process_batch(cfg.data, world) * world}), and mtan's "
+                "per-batch averages are taken per process; the release ran one process "
+                "(set data.global_batch_size to keep its global batch)", stacklevel=2,
+            )
+
+
 def resolve(cfg: DictConfig) -> DictConfig:
     """Check everything a run will build from `cfg`; returns `cfg` unchanged."""
     method_options(cfg)
     sequence_tasks(cfg)
+    world = expected_processes(cfg)
+    if world is not None and cfg.data.get("global_batch_size") is not None:
+        per_process_batch(cfg.data, world)
     return cfg
 
 

@@ -23,8 +23,11 @@ class DataConfig:
     dataset: str = "synthetic"  # a registered dataset: synthetic | nyuv2 | cityscapes | taskonomy
     root: Optional[str] = None  # default: $LHL_DATA/<dataset> (synthetic: its cache)
     options: Dict[str, Any] = field(default_factory=dict)  # dataset-specific options
-    batch_size: int = 8
-    eval_batch_size: Optional[int] = None  # default: batch_size
+    batch_size: int = 8  # PER PROCESS (per GPU): the global batch is batch_size x devices x num_nodes
+    # optional global batch: when set, each process takes global_batch_size / world size (an error
+    # if that does not divide), and batch_size is ignored
+    global_batch_size: Optional[int] = None
+    eval_batch_size: Optional[int] = None  # per process; default: the per-process train batch
     num_workers: int = 0
     shuffle: bool = True  # shuffle within a phase's slice (the release: false)
     drop_last: bool = True
@@ -71,6 +74,11 @@ class TrainConfig:
     gradient_clip_val: Optional[float] = None
     log_every_n_steps: int = 10
     progress_bar: bool = True
+    # mid-phase "last" checkpoint (phase_<i>/last.ckpt, resumed from when the phase re-runs, deleted
+    # when it ends): every N minutes of training (null: off) ...
+    checkpoint_every_minutes: Optional[float] = 30.0
+    # ... or, when set, every N optimiser steps instead (Lightning takes one trigger, not both)
+    checkpoint_every_steps: Optional[int] = None
     # shared: one teacher backbone pass per step for all old heads; per_task: one pass per old
     # task, as the release runs it (only for measuring what the shared pass saves)
     teacher_pass: str = "shared"
@@ -88,7 +96,7 @@ class LoggerConfig:
     name: str = "csv"  # csv | wandb | tensorboard | none
     project: str = "lhl"
     entity: Optional[str] = None
-    group: Optional[str] = None  # default: <seq>/<method>
+    group: Optional[str] = None  # default: <seq>/<method preset>/<overrides key of the run folder>
     offline: Optional[bool] = None  # wandb: default offline when no API key is configured
 
 

@@ -15,9 +15,10 @@ from omegaconf import DictConfig
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from lhl.config.resolve import checked_options, dataset_options
+from lhl.config.resolve import checked_options, dataset_options, per_process_batch
 from lhl.core.distributed import rank_and_world
 from lhl.data.protocol import Phase, phase_seed, phase_slices
+from lhl.data.resumable import ResumableLoader
 from lhl.tasks.base import TaskSpec
 
 
@@ -87,28 +88,34 @@ class LifelongDataModule(pl.LightningDataModule):
         return Subset(full, self._slices[self.phase.slice].tolist())
 
     def train_dataloader(self) -> DataLoader:
+        """The phase slice's loader; its sampling position is saved in mid-phase checkpoints
+        (`lhl.data.resumable`), so a resumed phase continues with the batch it would have seen."""
         ds = self._train_set()
         rank, world = rank_and_world()
+        batch = per_process_batch(self.cfg, world)
         seed = phase_seed(self.seed, 1000 + self.phase.index)
-        if len(ds) < self.cfg.batch_size * world and self.cfg.drop_last:
+        if len(ds) < batch * world and self.cfg.drop_last:
             raise ValueError(
-                f"data.batch_size={self.cfg.batch_size}: phase {self.phase.index} has only "
+                f"data.batch_size={batch} per process: phase {self.phase.index} has only "
                 f"{len(ds)} train samples for {world} process(es), so drop_last leaves no batch; "
-                "lower data.batch_size or set data.drop_last=false"
+                "lower data.batch_size (or data.global_batch_size) or set data.drop_last=false"
             )
+        sampler = None
         if world > 1:
             sampler = DistributedSampler(
                 ds, num_replicas=world, rank=rank, shuffle=self.cfg.shuffle, seed=seed,
                 drop_last=self.cfg.drop_last,
             )
-            shuffle, generator = None, None
-        else:
-            sampler, shuffle = None, bool(self.cfg.shuffle)
-            generator = torch.Generator().manual_seed(seed)
-        return DataLoader(
-            ds, batch_size=self.cfg.batch_size, shuffle=shuffle, sampler=sampler,
-            generator=generator, drop_last=self.cfg.drop_last, **self._loader_kwargs(),
+        return ResumableLoader(
+            ds, batch_size=batch, shuffle=bool(self.cfg.shuffle), sampler=sampler,
+            generator=torch.Generator().manual_seed(seed), drop_last=self.cfg.drop_last,
+            position_fn=self._batches_done, **self._loader_kwargs(),
         )
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch the training loop has processed (what a resume skips)."""
+        trainer = self.trainer
+        return 0 if trainer is None else int(trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def val_dataloader(self) -> DataLoader:
         ds = build_dataset(self.cfg, "val", list(self.phase.eval_tasks), index_tasks=self.order)
@@ -118,7 +125,7 @@ class LifelongDataModule(pl.LightningDataModule):
             if world > 1 else None
         )
         return DataLoader(
-            ds, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size, shuffle=False,
+            ds, batch_size=self.cfg.eval_batch_size or per_process_batch(self.cfg, world), shuffle=False,
             sampler=sampler, drop_last=False, **self._loader_kwargs(),
         )
 

@@ -12,14 +12,18 @@ from lhl.config import method_tag
 from lhl.config.resolve import method_options, sequence_tasks
 from lhl.data.protocol import Phase, resolve_plan
 from lhl.engine.run_folder import RunFolder
+from lhl.engine.run_identity import config_key, results_overrides
 from lhl.methods.base import Method
 from lhl.models import MultiHeadPredictor
 from lhl.tasks import TaskSpec, build_task
 
 
 def run_folder_of(cfg: DictConfig) -> RunFolder:
-    """`run.out_dir/run.name`, by default `<out_dir>/<seq>/<method preset>/seed<k>`."""
-    name = cfg.run.name or f"{cfg.sequence.name}/{method_tag(cfg)}/seed{cfg.run.seed}"
+    """`run.out_dir/run.name`, by default `<out_dir>/<seq>/<method preset>/<overrides>/seed<k>`
+    (`<overrides>`: `default`, or a hash of the results-relevant overrides; see `run_identity`)."""
+    name = cfg.run.name or (
+        f"{cfg.sequence.name}/{method_tag(cfg)}/{config_key(results_overrides(cfg))}/seed{cfg.run.seed}"
+    )
     return RunFolder(Path(cfg.run.out_dir) / name)
 
 

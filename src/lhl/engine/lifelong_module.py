@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from lhl.core.optim import build_optimizer
+from lhl.core.rng import rng_states, set_rng_states
 from lhl.data.protocol import Phase
 from lhl.methods.base import Method, Step
 from lhl.models import MultiHeadPredictor
@@ -38,6 +39,7 @@ class LifelongModule(pl.LightningModule):
         self.step_offset = int(step_offset)  # steps of the earlier phases (the runner owns the count)
         self.metrics = nn.ModuleDict({t: network.specs[t].metric(eval_reduction) for t in phase.eval_tasks})
         self.last_eval: Dict[str, Dict[str, float]] = {}
+        self._unobserved = False
         hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
         hold_outside(self, "_teacher", None)
         hold_outside(self, "_teacher_fn", None)
@@ -86,6 +88,7 @@ class LifelongModule(pl.LightningModule):
                 f"(method '{type(self.method).__name__}'): {values}. Lower train.lr, check the "
                 "labels of the batch for NaN/inf, or use train.gradient_clip_val."
             )
+        self._unobserved = True  # observe_batch shows this batch to the method after the step
         logs["loss/total"] = loss.detach()
         self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
         self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
@@ -114,8 +117,15 @@ class LifelongModule(pl.LightningModule):
         self.method.after_optimizer_step(self.network)
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
-        """After the step: the method sees the batch (ER stores it only now)."""
-        self.method.observe(batch, self.phase)
+        """After the step: the method sees the batch (ER stores it only now), unless the
+        `TeacherSwap` callback already showed it (before the checkpoint callbacks)."""
+        self.observe_batch(batch)
+
+    def observe_batch(self, batch) -> None:
+        """`method.observe` once per trained batch."""
+        if self._unobserved:
+            self._unobserved = False
+            self.method.observe(batch, self.phase)
 
     def on_train_end(self) -> None:
         """End-of-phase estimates (Fisher, importances) on the training device, before teardown
@@ -151,6 +161,7 @@ class LifelongModule(pl.LightningModule):
             "teacher_heads": [] if self._teacher is None else list(self._teacher.heads.keys()),
             "method_state": self.method.state_dict(),
             "phase": self.phase.index,
+            "rng": rng_states(),  # dropout and augmentation continue as if uninterrupted
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -163,3 +174,5 @@ class LifelongModule(pl.LightningModule):
             teacher.load_state_dict(info["teacher"])
             self.set_teacher(teacher)
         self.method.load_state_dict(info["method_state"])
+        if info.get("rng") is not None:
+            set_rng_states(info["rng"])

@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.data.protocol import Phase
+from lhl.engine.mid_phase import mid_phase_checkpoint
 from lhl.engine.progress import PhaseProgressBar
 from lhl.engine.teacher import TeacherSwap
 
@@ -36,6 +37,7 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
     """A Trainer whose `default_root_dir` is the phase's own folder (its SLURM checkpoints stay there)."""
     t = cfg.train
     bar = [PhaseProgressBar(phase.index, num_phases, phase.train_tasks)] if t.progress_bar else []
+    last = mid_phase_checkpoint(t, root)  # phase_<i>/last.ckpt every N minutes / steps
     return pl.Trainer(
         default_root_dir=str(root),
         max_epochs=t.epochs,
@@ -53,9 +55,9 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
         deterministic=t.deterministic,
         gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps,
-        logger=logger if logger is not None else False,
-        callbacks=[TeacherSwap(), *extra_callbacks] + bar,
-        enable_checkpointing=False,
+        logger=logger if logger else False,
+        callbacks=[TeacherSwap(), *extra_callbacks] + bar + ([last] if last is not None else []),
+        enable_checkpointing=last is not None,
         enable_model_summary=False,
         enable_progress_bar=bool(t.progress_bar),
         use_distributed_sampler=False,

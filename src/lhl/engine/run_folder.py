@@ -6,7 +6,10 @@
 <root>/forgetting.png              each task's main metric across phases
 <root>/phase_<i>/phase.ckpt        network, heads, the method's state, the global step after phase i
 <root>/phase_<i>/gallery.png       input, ground truth and prediction of a few val images
-<root>/phase_<i>/hpc_ckpt_*.ckpt   Lightning's SLURM requeue checkpoints of an unfinished phase
+<root>/phase_<i>/requeue.ckpt      the SLURM requeue checkpoint of an unfinished phase (SIGUSR1)
+<root>/phase_<i>/last.ckpt         the periodic mid-phase checkpoint of an unfinished phase
+<root>/phase_<i>/hpc_ckpt_*.ckpt   Lightning's own SLURM checkpoints (older lhl versions; removed)
+<root>/wandb_run_id.txt            the W&B run id: a requeued or resumed sequence continues that run
 <root>/logs/phase_<i>/metrics.csv  the CSV log of phase i (tb/ for TensorBoard)
 ```
 """
@@ -50,6 +53,27 @@ class RunFolder:
 
     def hpc_checkpoints(self, index: int):
         return sorted(self.phase_dir(index).glob("hpc_ckpt_*.ckpt"))
+
+    @property
+    def wandb_run_id(self) -> Path:
+        return self.root / "wandb_run_id.txt"
+
+    def requeue_ckpt(self, index: int) -> Path:
+        return self.phase_dir(index) / "requeue.ckpt"
+
+    def last_ckpt(self, index: int) -> Path:
+        return self.phase_dir(index) / "last.ckpt"
+
+    def mid_phase_checkpoints(self, index: int):
+        """Every checkpoint of an unfinished phase i (requeue, periodic, Lightning's hpc, temp files)."""
+        d = self.phase_dir(index)
+        found = [self.requeue_ckpt(index), self.last_ckpt(index), *self.hpc_checkpoints(index), *d.glob("*.ckpt.tmp")]
+        return [p for p in found if p.is_file()]
+
+    def resume_checkpoint(self, index: int) -> Optional[Path]:
+        """The newest mid-phase checkpoint of phase i to resume its fit from (None: start the phase)."""
+        found = [p for p in self.mid_phase_checkpoints(index) if p.suffix == ".ckpt"]
+        return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
     # --- the phase checkpoint -------------------------------------------------------------------
     def save_phase(self, index: int, network, method_state: Dict[str, Any], global_step: int) -> Path:

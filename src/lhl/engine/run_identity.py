@@ -1,20 +1,38 @@
-"""Whether a run folder may be continued with a config: only hardware, logging and display may change."""
+"""A run's identity: whether a run folder may be continued with a config (only hardware, logging
+and display may change), and the folder name of its results-relevant overrides.
+
+A run folder is `<out_dir>/<seq>/<method preset>/<overrides>/seed<k>`. `<overrides>` is `default`
+when the config changes nothing that matters for results against its presets (seq + method), else
+an 8-hex hash of those changes (`config_key`), which are written beside the seed folders as
+`overrides.yaml`. So two configurations never share a folder and one configuration always finds
+its own again: a sweep needs no hand-made `run.name`.
+"""
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from pathlib import Path
+from typing import Any, Dict
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from lhl.config import Config
+from lhl.config import Config, experiments_dir, method_tag
 
 
 #: keys that may change between a run and its resumption (hardware, logging, progress display)
 RESUMABLE_CHANGES = (
     "run.resume", "logger", "train.progress_bar", "train.log_every_n_steps", "data.num_workers",
+    "train.checkpoint_every",  # the mid-phase checkpoint interval (minutes / steps)
     "data.eval_batch_size", "train.devices", "train.num_nodes", "train.strategy", "train.accelerator",
     "train.precision", "train.compile", "train.channels_last", "train.teacher_pass",
     "eval.gallery_samples",
 )
+#: keys that are parts of the run folder's path, not of its overrides name
+IN_PATH = ("run.", "sequence.name")
+DEFAULT_KEY = "default"
+OVERRIDES_FILE = "overrides.yaml"
 
 
 def _flat(d, prefix=""):
@@ -30,6 +48,7 @@ def _flat(d, prefix=""):
 
 def check_same_run(run_dir: Path, cfg: DictConfig) -> None:
     """Refuse to continue a run folder made with settings that change the results."""
+    record_overrides(run_dir, cfg)
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
@@ -45,3 +64,81 @@ def check_same_run(run_dir: Path, cfg: DictConfig) -> None:
             f"{path}: this run folder was made with {key}={before!r}, not {new.get(key)!r}. "
             "Use another run.name / run.out_dir, set the old value, or delete the folder to start over."
         )
+
+
+def _flat_all(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat_all(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _canonical(v: Any) -> Any:
+    """3 and 3.0 are the same setting (a method option typed in either form)."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    if isinstance(v, (list, tuple)):
+        return [_canonical(x) for x in v]
+    return v
+
+
+def _relevant(cfg: DictConfig) -> Dict[str, Any]:
+    """Every results-relevant key of `cfg`, flat; the method section as its checked Options."""
+    from lhl.config.resolve import method_options
+
+    flat = {k: v for k, v in _flat_all(OmegaConf.to_container(cfg, resolve=True)).items()
+            if not k.startswith("method.")}
+    _, options = method_options(cfg)
+    flat.update(_flat_all({"method": {"name": cfg.method.name, **dataclasses.asdict(options)}}))
+    return {k: _canonical(v) for k, v in flat.items() if not k.startswith(RESUMABLE_CHANGES + IN_PATH)}
+
+
+def preset_config(cfg: DictConfig) -> DictConfig:
+    """The config of `cfg`'s presets alone: its sequence preset (when one has that name), its method
+    preset (or bare method name) and its seed."""
+    from lhl.config.compose import load_config as compose
+
+    args = [f"method={method_tag(cfg)}", f"seed={cfg.run.seed}"]
+    if (experiments_dir() / "seq" / f"{cfg.sequence.name}.yaml").is_file():
+        args.append(f"seq={cfg.sequence.name}")
+    return compose([], args)
+
+
+def results_overrides(cfg: DictConfig) -> Dict[str, Any]:
+    """{dotted key: value} where `cfg` differs from its presets in something that changes results."""
+    mine, base = _relevant(cfg), _relevant(preset_config(cfg))
+    return {k: mine.get(k) for k in sorted(set(mine) | set(base)) if mine.get(k) != base.get(k)}
+
+
+def config_key(overrides: Dict[str, Any]) -> str:
+    """`default` for no overrides, else a short stable hash of them."""
+    if not overrides:
+        return DEFAULT_KEY
+    text = json.dumps(overrides, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+def overrides_text(overrides: Dict[str, Any]) -> str:
+    head = "# results-relevant settings of these runs that differ from their seq/method presets\n"
+    return head + (yaml.safe_dump(overrides, sort_keys=True, default_flow_style=False) if overrides else "{}\n")
+
+
+def record_overrides(run_dir: Path, cfg: DictConfig) -> None:
+    """Write `overrides.yaml` beside the seed folders of a default-named run (once); an existing
+    one that differs means two configurations hashed alike, which is refused."""
+    if cfg.run.name:
+        return
+    overrides = results_overrides(cfg)
+    path = Path(run_dir).parent / OVERRIDES_FILE
+    if path.is_file():
+        before = yaml.safe_load(path.read_text()) or {}
+        if json.dumps(before, sort_keys=True, default=str) != json.dumps(overrides, sort_keys=True, default=str):
+            raise ValueError(f"{path} records other overrides ({before}) than this run's ({overrides}); "
+                             "set run.name to choose a folder")
+        return
+    from lhl.core.io import atomic_write_text
+
+    atomic_write_text(path, overrides_text(overrides))

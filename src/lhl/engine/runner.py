@@ -4,6 +4,11 @@ Re-running on an existing run folder continues after the last phase recorded in 
 `results.json` (the network and the method's state come from that phase's checkpoint; the teacher
 is made anew from that network); every phase is seeded by (seed, phase), so a resumed run
 reaches the same numbers as an uninterrupted one. The runner owns the global step count.
+
+Within a phase, `fit` resumes from the phase's newest mid-phase checkpoint (`requeue.ckpt`
+written on SIGUSR1, or the periodic `last.ckpt`), passed explicitly; both are deleted once the
+phase's fit ends, and the evaluation runs on the module as `fit` left it (checked). Under SLURM a
+run-wide SIGUSR1 handler requeues the job at the next safe point (`lhl.engine.requeue`).
 """
 from __future__ import annotations
 
@@ -15,13 +20,15 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from lhl.config import resolve, to_yaml
+from lhl.config.resolve import check_processes
 from lhl.core.io import atomic_write_text
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.data.protocol import Phase, phase_seed
 from lhl.engine.build import build_method, build_network, build_plan, build_specs, run_folder_of
 from lhl.engine.lifelong_module import LifelongModule
-from lhl.engine.loggers import build_logger
+from lhl.engine.loggers import build_loggers
 from lhl.engine.phase_trainer import phase_trainer
+from lhl.engine.requeue import RequeueCallback, Requeued, RequeueSignal
 from lhl.engine.run_identity import check_same_run
 from lhl.engine.timing import PhaseTimings, StepClock
 from lhl.models import MultiHeadPredictor
@@ -40,9 +47,16 @@ class PhaseRunner:
         self.specs = build_specs(cfg)
         self.method = build_method(cfg, self.specs)
         self.plan: List[Phase] = build_plan(self.method, self.specs)
-        self.logger = None
+        self.loggers: list = []
+        self.wandb = None  # the one W&B logger of the whole sequence, when logger=wandb
         self.global_step = 0
         self.timings = PhaseTimings()
+        self.requeue = RequeueSignal(on_preempt=self._mark_preempting)
+        self._checked_processes = False
+
+    def _mark_preempting(self) -> None:
+        if self.wandb is not None:
+            self.wandb.mark_preempting()
 
     def _results(self) -> Results:
         if self.folder.results_json.is_file() and self.cfg.run.resume:
@@ -54,11 +68,31 @@ class PhaseRunner:
         )
 
     def run(self) -> Path:
+        """All phases; under SLURM with SIGUSR1 handled run-wide, the W&B run finished whatever happens."""
+        self.requeue.install()
+        try:
+            results = self._run_phases()
+        except Requeued as stop:
+            if self.wandb is not None:
+                self.wandb.finish_run(exit_code=0, preempted=True)
+            raise stop
+        except BaseException:
+            if self.wandb is not None:
+                self.wandb.finish_run(exit_code=1)
+            raise
+        finally:
+            self.requeue.restore()
+        if self.wandb is not None:
+            self.wandb.finalize_run(results)
+        return self.folder.root
+
+    def _run_phases(self):
         cfg = self.cfg
         dm = LifelongDataModule(cfg.data, self.specs, seed=int(cfg.run.seed), channels_last=cfg.train.channels_last)
         if pl.utilities.rank_zero_only.rank == 0:
             dm.prepare_data()
         build_dataset(cfg.data, "val", list(self.specs)[:1])  # a missing dataset fails here, at once
+        self.requeue.check("after data preparation")
         self.folder.root.mkdir(parents=True, exist_ok=True)
         check_same_run(self.folder.root, cfg)
         if pl.utilities.rank_zero_only.rank == 0 and not self.folder.config.is_file():
@@ -76,9 +110,9 @@ class PhaseRunner:
                 module, trainer = self._fit_phase(phase, network, dm, clock)
             self.timings.add_steps(phase.index, clock)
             self.global_step += trainer.global_step
-            self._drop_requeue_checkpoints(trainer, phase)
+            self._drop_mid_phase_checkpoints(trainer, phase)
             with self.timings.measure(phase.index, "evaluate"):
-                trainer.validate(module, datamodule=dm, verbose=False)
+                self._evaluate(trainer, module, dm)
             with self.timings.measure(phase.index, "checkpoint"):
                 if trainer.is_global_zero:
                     self.folder.save_phase(phase.index, network, self.method.state_dict(), self.global_step)
@@ -86,9 +120,8 @@ class PhaseRunner:
             if trainer.is_global_zero:
                 with self.timings.measure(phase.index, "record"):
                     self._record(results, phase, module, dm)
-        if self.logger is not None and hasattr(self.logger, "finalize_run"):
-            self.logger.finalize_run(results)
-        return self.folder.root
+            self.requeue.check(f"after phase {phase.index}")  # every rank: a collective under DDP
+        return results
 
     def _start_network(self, phase: Phase, done) -> MultiHeadPredictor:
         """A new network, or the one saved after the last completed phase (resume)."""
@@ -113,26 +146,45 @@ class PhaseRunner:
             network.add_head(self.specs[t])
         dm.set_phase(phase)
         module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step)
-        self.logger = build_logger(cfg, self.folder.root, phase.index, self.logger)
+        self.loggers, self.wandb = build_loggers(cfg, self.folder, phase.index, self.wandb)
+        if self.wandb is not None:
+            self.wandb.step_offset = self.global_step  # W&B's x-axis: the run's global step
         pdir = self.folder.phase_dir(phase.index)
         pdir.mkdir(parents=True, exist_ok=True)
-        trainer = phase_trainer(cfg, phase, len(self.plan), pdir, self.logger, [clock])
+        requeue = RequeueCallback(self.requeue, self.folder.requeue_ckpt(phase.index))
+        trainer = phase_trainer(cfg, phase, len(self.plan), pdir, self.loggers, [clock, requeue])
+        if not self._checked_processes:
+            check_processes(cfg, trainer.world_size)  # the global batch; paper/mtan presets on >1 process
+            self._checked_processes = True
         if trainer.is_global_zero:
             teacher = f" with teacher on {list(phase.old_tasks)}" if module.needs_teacher() else ""
             print(f"\n== phase {phase.index + 1}/{len(self.plan)}: train {list(phase.train_tasks)}"
                   f"{teacher} | evaluate {list(phase.eval_tasks)}", flush=True)
-        if not cfg.run.resume:
-            for stale in self.folder.hpc_checkpoints(phase.index):  # never feed an old SLURM checkpoint to a new run
-                stale.unlink()
-        trainer.fit(module, datamodule=dm)
-        return module, trainer
-
-    def _drop_requeue_checkpoints(self, trainer: pl.Trainer, phase: Phase) -> None:
-        """A finished phase's SLURM checkpoints are stale: evaluation must not reload them."""
-        if trainer.is_global_zero:
-            for stale in self.folder.hpc_checkpoints(phase.index):
+        if not cfg.run.resume and trainer.is_global_zero:
+            for stale in self.folder.mid_phase_checkpoints(phase.index):  # never resume a new run from these
                 stale.unlink()
         trainer.strategy.barrier()
+        ckpt = self.folder.resume_checkpoint(phase.index)
+        if ckpt is not None and trainer.is_global_zero:
+            print(f"   resuming phase {phase.index + 1} from {ckpt}", flush=True)
+        trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt is None else str(ckpt))
+        return module, trainer
+
+    def _drop_mid_phase_checkpoints(self, trainer: pl.Trainer, phase: Phase) -> None:
+        """A finished fit's mid-phase checkpoints are stale: neither a re-run nor evaluation may load them."""
+        if trainer.is_global_zero:
+            for stale in self.folder.mid_phase_checkpoints(phase.index):
+                stale.unlink()
+        trainer.strategy.barrier()
+
+    @staticmethod
+    def _evaluate(trainer: pl.Trainer, module: LifelongModule, dm) -> None:
+        """Validate the module as `fit` left it. With `ckpt_path=None` Lightning would still load an
+        `hpc_ckpt_*.ckpt` of `default_root_dir` under SLURM; none exists (lhl's SIGUSR1 handler
+        writes `requeue.ckpt`, and the phase's checkpoints were deleted), and this checks it."""
+        trainer.validate(module, datamodule=dm, verbose=False, ckpt_path=None)
+        if trainer.ckpt_path is not None:
+            raise RuntimeError(f"evaluation loaded {trainer.ckpt_path} instead of the fit's final weights")
 
     def _record(self, results: Results, phase: Phase, module: LifelongModule, dm) -> None:
         """Rank 0: the results matrix, plots, gallery, the logger's phase summary, one printed line."""
@@ -146,8 +198,8 @@ class PhaseRunner:
         n = int(self.cfg.eval.gallery_samples)
         if n > 0:
             save_phase_gallery(module.network, dm, list(phase.eval_tasks), n, self.folder.gallery(phase.index))
-        if hasattr(self.logger, "log_phase"):
-            self.logger.log_phase(results, phase.index)
+        if self.wandb is not None:
+            self.wandb.log_phase(results, phase.index, self.global_step)
         parts = [f"{t}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()) for t, m in metrics.items()]
         print(f"   after phase {phase.index + 1}: " + " | ".join(parts), flush=True)
 

@@ -35,6 +35,12 @@ class TeacherSwap(pl.Callback):
         if module.teacher is not None:
             module.teacher.eval()
 
+    def on_train_batch_end(self, trainer: pl.Trainer, module: LifelongModule, outputs, batch, batch_idx) -> None:
+        """The method sees the batch here, before any checkpoint callback of this batch end runs
+        (Lightning calls callbacks before the module's hook, checkpoint callbacks last), so a
+        mid-phase checkpoint holds the method's state after this batch."""
+        module.observe_batch(batch)
+
     @staticmethod
     def _check_identical_across_ranks(module: LifelongModule) -> None:
         """Under DDP every rank must hold the same teacher: compare a checksum across ranks."""

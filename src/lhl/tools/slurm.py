@@ -8,8 +8,10 @@ YAML files) goes to the `lhl run` command line inside the script. Those are comp
 `lhl.config.load_config` here, before anything is written, so a typo fails now and not hours later
 in the queue. The script is `experiments/slurm/<template>.sbatch` rendered with `string.Template`;
 its directives follow DESIGN.md section 9: `--ntasks-per-node` equals the GPUs per node (one
-process per GPU, launched by `srun`), and `--signal=SIGUSR1@90 --requeue` lets Lightning save an
-hpc checkpoint and requeue at the time limit, after which the runner skips completed phases.
+process per GPU, launched by `srun`), and `--signal=SIGUSR1@90 --requeue` lets lhl save a
+requeue checkpoint and requeue at the time limit, after which the runner skips completed phases
+and resumes the running one. `srun` gets `--cpus-per-task` (recent Slurm does not pass it on) and
+`--kill-on-bad-exit=1`; job and script are named after the method preset (`run.method_tag`).
 
 Note that `out=` here is the script path, not `run.out_dir` as in `lhl run` (pass
 `run.out_dir=DIR` for that); `gpus=` and `nodes=` set both the allocation and
@@ -29,13 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from lhl.config import ConfigError, experiments_dir, load_config
+from lhl.config import ConfigError, experiments_dir, load_config, method_tag
 from lhl.core.io import atomic_write_text
 
 USAGE = """usage: lhl slurm [CONFIG.yaml ...] [key=value ...]
 
 job keys: gpus=N (per node, default 1)  nodes=N (1)  time=HH:MM:SS (24:00:00)  partition=P
-          account=A  cpus_per_task=N (8)  mem=64G  job_name=NAME (lhl-<seq>-<method>-s<seed>)
+          account=A  cpus_per_task=N (8)  mem=64G  job_name=NAME (lhl-<seq>-<method preset>-s<seed>)
           out=SCRIPT (<run.out_dir>/slurm/<job_name>.sbatch)  template=NAME (experiments/slurm/)
           submit=auto|yes|no (auto: submit when sbatch is on PATH)
 anything else (seq=, method=, seed=, train.epochs=3, ...) is passed to `lhl run`.
@@ -174,7 +176,7 @@ def prepare(argv: Sequence[str]) -> Tuple[SlurmJob, Path, str]:
     run_args = [str(Path(f).resolve()) for f in files] + overrides + device_overrides(job)
     cfg = load_config(files, overrides + device_overrides(job))  # a ConfigError stops us here
     if job.job_name is None:
-        raw = f"lhl-{cfg.sequence.name}-{cfg.method.name}-s{cfg.run.seed}"
+        raw = f"lhl-{cfg.sequence.name}-{method_tag(cfg)}-s{cfg.run.seed}"  # the preset: had_faithful != had
         job.job_name = re.sub(r"[^A-Za-z0-9._+-]", "_", raw)
     script = Path(job.out or Path(cfg.run.out_dir) / "slurm" / f"{job.job_name}.sbatch").resolve()
     optional = [

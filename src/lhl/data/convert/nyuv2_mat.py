@@ -16,10 +16,21 @@ from pathlib import Path
 from typing import Dict, Tuple
 
 import numpy as np
-from scipy import io as sio
-from scipy.ndimage import gaussian_filter
 
 from lhl.data.convert import refuse_stale, resize_image, resize_nearest, save_npy
+
+try:  # the converter's own extra: pip install 'lhl[convert]'
+    from scipy import io as sio
+    from scipy.ndimage import gaussian_filter
+except ImportError as _missing:  # pragma: no cover - exercised by a test that hides scipy
+    sio = gaussian_filter = None
+    _SCIPY_ERROR = _missing
+
+
+def _need_scipy() -> None:
+    if sio is None:
+        raise ImportError("lhl data convert-nyuv2 needs scipy (and h5py for MATLAB v7.3 files): "
+                          "pip install 'lhl[convert]'") from _SCIPY_ERROR
 
 SIZE = (288, 384)
 # Kinect RGB intrinsics of the NYU Depth V2 toolbox (camera_params.m), for the 640x480 frames.
@@ -106,6 +117,7 @@ def normals_from_depth(depth: np.ndarray, fx=FX, fy=FY, cx=CX, cy=CY, sigma: flo
     v, u = np.mgrid[0:h, 0:w].astype(np.float64)
     pts = np.stack([(u - cx) * z / fx, (v - cy) * z / fy, z], axis=-1)
     if sigma > 0:  # normalised convolution: invalid (z <= 0) points do not pull their neighbours
+        _need_scipy()
         weight = gaussian_filter((z > 0).astype(np.float64), sigma=sigma, mode="nearest")[..., None]
         pts = gaussian_filter(pts * (z > 0)[..., None], sigma=(sigma, sigma, 0), mode="nearest")
         pts = pts / np.maximum(weight, 1e-12)
@@ -132,6 +144,7 @@ class LabelledMat:
             raise FileNotFoundError(
                 f"{self.path}: not found; pass --mat <nyu_depth_v2_labeled.mat> from the NYU Depth V2 site"
             )
+        _need_scipy()
         if _is_hdf5(self.path):
             import h5py
 
@@ -170,7 +183,7 @@ def _is_hdf5(path: Path) -> bool:
     try:
         import h5py  # noqa: F401
     except ImportError as e:
-        raise ImportError(f"{path} is a MATLAB v7.3 (HDF5) file: install h5py (pip install h5py)") from e
+        raise ImportError(f"{path} is a MATLAB v7.3 (HDF5) file: it needs h5py (pip install 'lhl[convert]')") from e
     return True
 
 
@@ -185,6 +198,7 @@ def load_splits(path, n_frames: int) -> Dict[str, np.ndarray]:
         with h5py.File(path, "r") as f:
             raw = {k: np.asarray(f[k]) for k in ("trainNdxs", "testNdxs") if k in f}
     else:
+        _need_scipy()
         raw = sio.loadmat(path, variable_names=["trainNdxs", "testNdxs"])
     if "trainNdxs" not in raw or "testNdxs" not in raw:
         raise KeyError(f"{path}: fields trainNdxs / testNdxs missing; pass the official splits.mat")
@@ -245,6 +259,7 @@ def cli(argv=None) -> int:
     ap.add_argument("--normals", choices=("depth", "zeros"), default="depth",
                     help="compute normals from depth (default) or write zeros (= invalid)")
     args = ap.parse_args(argv)
+    _need_scipy()
     try:
         refuse_stale(args.out, ("train", "val"))
     except FileExistsError as err:

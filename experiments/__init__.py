@@ -1,0 +1,1 @@
+"""The presets (seq/, method/, kd/, slurm/), installed as the package data `lhl.experiments`."""

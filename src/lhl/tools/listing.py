@@ -1,0 +1,78 @@
+"""`lhl list`: what a config can name, read from the registries and the presets folder.
+
+Sequences (`seq=`), method presets (`method=`) and registered methods, datasets and their options,
+task types, backbones known to work (those the presets and tests use), and for `lhl distill` the
+kd presets, segmenter decoders and distillers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List
+
+import yaml
+
+from lhl.config import experiments_dir
+from lhl.config.resolve import dataset_options
+from lhl.core.registry import DATASETS, DISTILLERS, METHODS, TASKS
+
+#: lifelong-run backbones (timm names) the presets and tests run; any timm model with features_only may work
+KNOWN_BACKBONES = ("resnet18", "resnet18.tv_in1k")
+#: distillation segmenters (<decoder>_<timm encoder>) the kd presets and tests run
+KNOWN_SEGMENTERS = ("deeplabv3_resnet18", "deeplabv3_resnet50", "deeplabv3_mobilenetv2_100",
+                    "deeplabv3_mobilenetv2_035", "segformer_pvt_v2_b0", "upernet_swin_tiny_patch4_window7_224",
+                    "fpn_vit_small_patch16_224", "fpn_vit_tiny_patch16_224")
+
+USAGE = "usage: lhl list [--experiments DIR]\n\n" + __doc__.split("\n\n")[1]
+
+
+def _presets(group: str) -> Dict[str, dict]:
+    folder = experiments_dir() / group
+    return {p.stem: (yaml.safe_load(p.read_text()) or {}) for p in sorted(folder.glob("*.yaml"))}
+
+
+def _get(d: dict, dotted: str, default=None):
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return default
+        d = d[part]
+    return d
+
+
+def sections() -> Dict[str, List[str]]:
+    """{heading: lines}: everything `lhl list` prints."""
+    seqs = _presets("seq")
+    out: Dict[str, List[str]] = {}
+    out["sequences (seq=)"] = [
+        f"{name:20s} {_get(c, 'data.dataset', 'synthetic'):10s} {' -> '.join(_get(c, 'sequence.tasks', []) or [])}"
+        for name, c in seqs.items()]
+    out["method presets (method=)"] = [
+        f"{name:20s} method {_get(c, 'method.name', name)}"
+        + (f", mode {_get(c, 'method.mode')}" if _get(c, "method.mode") else "")
+        for name, c in _presets("method").items()]
+    out["methods (method.name=, or method= without a preset)"] = [", ".join(METHODS)]
+    out["datasets (data.dataset=; data.options keys)"] = [
+        f"{name:12s} {', '.join(dataset_options(DATASETS.get(name)))}" for name in DATASETS]
+    out["task types"] = [", ".join(TASKS)]
+    used = {str(_get(c, "model.backbone")) for c in seqs.values() if _get(c, "model.backbone")}
+    out["backbones known to work (model.backbone=, timm names)"] = [", ".join(sorted(used | set(KNOWN_BACKBONES)))]
+    kd = _presets("kd")
+    base = kd.get("default", {})  # every kd preset is merged over default.yaml
+    out["distillation presets (lhl distill --config NAME)"] = [
+        f"{name:14s} {_get(c, 'teacher.name', _get(base, 'teacher.name'))} -> "
+        f"{_get(c, 'student.name', _get(base, 'student.name'))}" for name, c in kd.items()]
+    pairs = {str(_get(c, f"{r}.name")) for c in kd.values() for r in ("teacher", "student") if _get(c, f"{r}.name")}
+    out["segmenters known to work (--teacher / --student)"] = [", ".join(sorted(pairs | set(KNOWN_SEGMENTERS)))]
+    out["distillers (--kd)"] = [", ".join(DISTILLERS) + ", all"]
+    return out
+
+
+def cli(argv: List[str]) -> int:
+    if any(a in ("-h", "--help", "help") for a in argv):
+        print(USAGE)
+        return 0
+    print(f"presets: {experiments_dir()}")
+    for heading, lines in sections().items():
+        print(f"\n{heading}:")
+        for line in lines:
+            print(f"  {line}")
+    return 0
