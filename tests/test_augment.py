@@ -33,8 +33,8 @@ def _data(dataset, normal_x_channel=None, **options):
 
 @pytest.mark.parametrize("make, x", [
     (lambda: DenseAugment(SPECS, scales=(1.0,), facts=LabelFacts(normal_x_channel=2)), 2),
-    (lambda: DenseAugment.for_dataset(_data("nyuv2"), SPECS, scales=(1.0,)), 2),
-    (lambda: DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=0), SPECS, scales=(1.0,)), 0),
+    (lambda: DenseAugment.for_dataset(_data("nyuv2"), SPECS, scales=(1.0,)), 0),
+    (lambda: DenseAugment.for_dataset(_data("nyuv2", normal_x_channel=2), SPECS, scales=(1.0,)), 2),
     (lambda: DenseAugment.for_dataset(_data("taskonomy"), SPECS, scales=(1.0,)), 0),
 ])
 def test_flip_only_is_consistent_and_negates_normal_x(make, x):
@@ -66,7 +66,7 @@ def test_zoom_divides_depth_and_keeps_label_values():
 
 
 def test_for_dataset_takes_the_x_channel_from_the_option_else_the_class():
-    assert DenseAugment.for_dataset(_data("synthetic"), SPECS).normal_x == 2
+    assert DenseAugment.for_dataset(_data("synthetic"), SPECS).normal_x == 0
     assert DenseAugment.for_dataset(_data("synthetic", normal_x_channel=1), SPECS).normal_x == 1
     assert DenseAugment.for_dataset(_data("taskonomy", normal_x_channel=2), SPECS).normal_x == 2
     with pytest.raises(ConfigError, match="data.normal_x_channel=3"):

@@ -160,7 +160,7 @@ def test_normals_from_depth_floor_and_wall():
     wall = np.full((h, w), 3.0)
     wall[0, 0] = 0.0
     n = nyu.normals_from_depth(wall, fx=f, fy=f, cx=cx, cy=cy)
-    np.testing.assert_allclose(n[5:, 5:], np.broadcast_to([-1.0, 0.0, 0.0], n[5:, 5:].shape), atol=1e-5)
+    np.testing.assert_allclose(n[5:, 5:], np.broadcast_to([0.0, 0.0, -1.0], n[5:, 5:].shape), atol=1e-5)  # (x, y, z)
     assert (n[0, 0] == 0).all() and (n[0, 1] == 0).all() and (n[1, 0] == 0).all()
 
 
@@ -196,7 +196,7 @@ def _check_release(out, size):
             normal = np.load(out / split / "normal" / f"{i}.npy")
             assert normal.shape == (*size, 3)
             np.testing.assert_allclose(np.linalg.norm(normal, axis=-1), 1.0, atol=1e-5)
-            assert (normal[..., 0] < 0).all(), "normals face the camera"
+            assert (normal[..., 2] < 0).all(), "normals face the camera (z is channel 2)"
 
 
 def test_nyu_convert_v5_mat_with_split(tmp_path):

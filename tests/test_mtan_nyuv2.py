@@ -98,14 +98,16 @@ def test_task_info_and_classes():
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason=f"real NYUv2 fixture absent: {FIXTURE}")
 def test_documented_normal_convention_matches_a_real_frame():
-    """Channel 0 = z (head-on wall -1), channel 1 = y down (table top -1), channel 2 = x right."""
+    """The display PNG, read back as the (x, y, z) array cv2 wrote it from (PIL's R, G, B reversed):
+    channel 0 = x right (a door on the left faces right, +1), 1 = y down (table top -1), 2 = z (wall
+    seen head on -1): the channel order the release and LibMTL assume when they negate channel 0."""
     from PIL import Image
 
-    n = np.asarray(Image.open(FIXTURE), dtype=np.float32) / 255 * 2 - 1
+    n = (np.asarray(Image.open(FIXTURE), dtype=np.float32) / 255 * 2 - 1)[..., ::-1]
     wall = np.median(n[100:200, 250:400].reshape(-1, 3), 0)
     table_top = np.median(n[380:430, 170:200].reshape(-1, 3), 0)
     left_door = np.median(n[100:250, 60:140].reshape(-1, 3), 0)
-    assert wall[0] < -0.85 and table_top[1] < -0.85 and left_door[2] > 0.85
+    assert wall[2] < -0.85 and table_top[1] < -0.85 and left_door[NYUv2.NORMAL_X_CHANNEL] > 0.85
 
 
 def test_corrupt_file_and_wrong_shape_are_clear_errors(tmp_path):
@@ -135,7 +137,7 @@ def test_corrupt_file_and_wrong_shape_are_clear_errors(tmp_path):
 
 def test_nyuv2_flip_channel_default_and_no_options(tmp_path):
     _write(tmp_path)
-    assert NYUv2.NORMAL_X_CHANNEL == 2
+    assert NYUv2.NORMAL_X_CHANNEL == 0  # MTAN's layout: (x, y, z), the release and LibMTL flip channel 0
     with pytest.raises(TypeError, match="nyuv2 takes no options"):
         NYUv2(root=tmp_path, normal_x_channel=0)
 

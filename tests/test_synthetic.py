@@ -163,24 +163,27 @@ def test_cli_writes_set_and_grid(tmp_path, capsys):
         cli(["--out", str(out)])
 
 
-# --- normal convention (lhl's NYUv2 convention: channels (z, y, x) of the OpenCV frame) -------
-def test_to_mtan_normals_reverses_the_axes():
-    np.testing.assert_array_equal(to_mtan_normals(np.array([0.1, 0.2, 0.3])), [0.3, 0.2, 0.1])
+# --- normal convention (MTAN's: channels (x, y, z) of the OpenCV frame, channel 0 = x) ----------
+def test_to_mtan_normals_keeps_the_opencv_axes():
     n = np.random.default_rng(0).normal(size=(4, 5, 3))
-    np.testing.assert_array_equal(to_mtan_normals(n), n[..., [2, 1, 0]])
-    assert SyntheticRooms.NORMAL_X_CHANNEL == 2
+    np.testing.assert_array_equal(to_mtan_normals(n), n)
+    assert SyntheticRooms.NORMAL_X_CHANNEL == 0
 
 
-def test_a_wall_seen_head_on_has_channel0_near_minus_one():
-    """Camera turned to face the far wall (z = room depth): its normal (0, 0, -1) in the camera frame is channel 0."""
+def test_a_wall_seen_head_on_has_channel2_near_minus_one():
+    """Camera turned to face the far wall (z = room depth): its normal (0, 0, -1) in the camera frame is
+    channel 2; a side wall on the image's left faces right (+x, channel 0), on its right faces left."""
     scene = sample_scene(np.random.default_rng([0, 0, 3]))
     scene = dataclasses.replace(scene, rotation=look_rotation(0.0, 0.0, 0.0))
     v = render(scene, 48, 64, np.random.default_rng(1))
     far = scene.room[2] - scene.camera[2]
     wall = (v["clean_label"] == CLASS_ID["wall"]) & (np.abs(v["clean_depth"] - far) < 1e-3) & (v["depth"] > 0)
     assert wall.sum() > 50
-    assert (v["normal"][wall][:, 0] < -0.8).all()
-    assert (np.abs(v["normal"][wall][:, 1:]) < 0.2).all()
+    assert (v["normal"][wall][:, 2] < -0.8).all()
+    assert (np.abs(v["normal"][wall][:, :2]) < 0.2).all()
+    side = (np.abs(v["normal"][..., 0]) > 0.9) & (v["depth"] > 0)
+    u = np.nonzero(side)[1] - (64 - 1) / 2
+    assert side.sum() > 20 and (np.sign(v["normal"][side][:, 0]) == -np.sign(u)).mean() > 0.95
 
 
 # --- an existing set must match the requested parameters -------------------------------------

@@ -58,7 +58,7 @@ class DenseAugment:
                 f"data.augment: dataset '{data_cfg.dataset}' does not say which normal channel is x "
                 "(no NORMAL_X_CHANNEL); set data.normal_x_channel or data.augment=false"
             )
-        facts = LabelFacts(normal_x_channel=2 if x is None else int(x),
+        facts = LabelFacts(normal_x_channel=0 if x is None else int(x),
                            depth_inverse=bool(getattr(dataset, "DEPTH_IS_INVERSE", False)))
         return cls(specs, facts=facts, **kwargs)
 

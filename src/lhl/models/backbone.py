@@ -65,12 +65,23 @@ class Encoder(nn.Module):
 
 
 class Backbone(Encoder):
-    """The deepest stage of an `Encoder`; `out_channels` and `stride` describe it."""
+    """The deepest stage of an `Encoder`; `out_channels` and `stride` describe it.
 
-    def __init__(self, name: str = "resnet18", pretrained: bool = False, output_stride: int = 8):
+    `zero_init_last=False` keeps the last BatchNorm of each residual block at weight 1 (torchvision's
+    and the release's init) instead of timm's zero; weights loaded with `pretrained` override both.
+    """
+
+    def __init__(self, name: str = "resnet18", pretrained: bool = False, output_stride: int = 8,
+                 zero_init_last: bool = True):
+        extra = {} if zero_init_last else {"zero_init_last": False}
         try:
-            super().__init__(name, pretrained, output_stride)
+            super().__init__(name, pretrained, output_stride, **extra)
         except TypeError as err:
+            if "zero_init_last" in str(err):
+                raise ValueError(
+                    f"model.zero_init_last=false: backbone '{name}' has no residual blocks to initialise "
+                    "that way (timm takes no zero_init_last for it); remove the key"
+                ) from err
             raise ValueError(
                 f"model.output_stride={output_stride}: backbone '{name}' does not support a "
                 "dilated output stride; use model.output_stride=32"

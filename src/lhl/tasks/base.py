@@ -19,7 +19,7 @@ class LabelFacts:
     """What a dataset says about its labels that moving them needs: which stored normal channel
     is x (negated by a horizontal flip) and whether depth is inverse (disparity grows on zoom)."""
 
-    normal_x_channel: int = 2
+    normal_x_channel: int = 0  # MTAN's layout: normals stored (x, y, z)
     depth_inverse: bool = False
 
 

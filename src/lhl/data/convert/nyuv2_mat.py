@@ -109,7 +109,8 @@ def normals_from_depth(depth: np.ndarray, fx=FX, fy=FY, cx=CX, cy=CY, sigma: flo
     Back-projects pixels to camera points (x right, y down, z forward), smooths the valid points
     with a Gaussian of `sigma` px (normalised convolution), takes central differences along rows
     and columns and their cross product, turns each normal towards the camera and stores
-    channels (z, y, x) as the NYUv2 loader documents. Pixels with depth <= 0 (or next to one)
+    channels (x, y, z) of that frame, MTAN's layout (channel 0 = x, negated by a horizontal flip;
+    see the NYUv2 loader). Pixels with depth <= 0 (or next to one)
     are all-zero (invalid).
     """
     z = np.asarray(depth, dtype=np.float64)
@@ -132,7 +133,7 @@ def normals_from_depth(depth: np.ndarray, fx=FX, fy=FY, cx=CX, cy=CY, sigma: flo
     ok[:, :-1] &= z[:, 1:] > 0
     ok &= length[..., 0] > 1e-12
     n = np.where(ok[..., None], n / np.maximum(length, 1e-12), 0.0)
-    return n[..., ::-1].astype(np.float32)
+    return n.astype(np.float32)
 
 
 class LabelledMat:

@@ -1,25 +1,24 @@
 """NYUv2 (13 classes, depth, normals) in the MTAN `.npy` layout: 795 train / 654 val at 288x384.
 
-Label format (what the files hold and what a sample gives):
+Label format: the files hold MTAN's layout, read unchanged by the release, MTAN and LibMTL
+(`np.moveaxis(np.load(f), -1, 0)`): image float [H, W, 3] in [0, 1]; label [H, W] (-1 = void);
+depth float32 [H, W, 1] (a 2-D [H, W] file of an older lhl conversion is read too); normal
+float32 [H, W, 3]. A sample gives:
   semantic  int64 [H, W], 0..12 in `CLASSES` order, -1 = void;
   depth     float32 [1, H, W], metres along the optical axis (z-depth, not ray length), 0 = invalid;
   normal    float32 [3, H, W], unit vectors in camera coordinates, all-zero = invalid.
 
-Normal channel order (UNVERIFIED against a real MTAN .npy; none was available). lhl assumes
-channels (z, y, x) of the OpenCV camera frame (x right, y down, z forward), normals facing the
-camera, so the horizontal flip negates channel 2 (`NORMAL_X_CHANNEL`). The evidence:
-  - measured: the display PNG ../shared/fixtures/real/nyuv2-scene/normal.png, read with PIL as
-    R, G, B and decoded n = v / 255 * 2 - 1, gives a head-on wall R = -1, a table top G = -1 and
-    a surface on the image's left facing right B = +1, i.e. (R, G, B) = (z, y, x);
-  - but if that PNG was written by cv2 (which stores arrays as BGR), the array behind it held
-    (x, y, z); and the MTAN author's later code (Auto-Lambda, LibMTL) negates channel 0 when it
-    flips these .npy files, which also implies channel 0 = x.
-So the release may well hold (x, y, z). Check a real file in one line:
+Normal channels: (x, y, z) of the OpenCV camera frame (x right, y down, z forward), normals facing
+the camera (z < 0 on a wall seen head on, y = -1 on a floor or table top), so a horizontal flip
+negates channel 0 (`NORMAL_X_CHANNEL`). This is the convention of the code that reads these files:
+the HAD release's and LibMTL's NYUv2 loaders (and MTAN's later code) negate channel 0 when they
+flip. It also agrees with the display PNG ../shared/fixtures/real/nyuv2-scene/normal.png, which
+PIL reads as (R, G, B) = (z, y, x), i.e. an (x, y, z) array written by cv2 (BGR). Files written
+by `lhl data convert-nyuv2` and the synthetic rooms use the same channels
+(`lhl.data.synthetic_rooms.camera.to_mtan_normals`); `data.normal_x_channel` overrides it for
+a set stored otherwise. Check a file in one line (z, the channel facing the camera, has a mean
+of about -0.6 to -0.8; it should be channel 2):
   python -c "import numpy as np; n=np.load('train/normal/0.npy'); print(n[abs(n).sum(-1)>0].mean(0))"
-the channel whose mean is strongly negative (about -0.6 to -0.8: normals facing an OpenCV camera)
-is z. If that is channel 2, set `data.normal_x_channel: 0`. Files written by
-`lhl data convert-nyuv2` and the synthetic rooms are (z, y, x) by construction
-(`lhl.data.synthetic_rooms.camera.to_mtan_normals`), so the default is right for them.
 """
 from __future__ import annotations
 
@@ -52,7 +51,7 @@ class NYUv2(MTANNpyDataset):
 
     CLASSES = CLASSES
     #: the stored normal channel that holds x (negated by a horizontal flip); see the module docstring
-    NORMAL_X_CHANNEL = 2
+    NORMAL_X_CHANNEL = 0
 
     def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"), **options):
         if options:

@@ -27,8 +27,8 @@ class SyntheticRooms(MTANNpyDataset):
     """
 
     CLASSES = CLASSES
-    #: normals are stored (z, y, x) of the OpenCV camera frame (camera.to_mtan_normals)
-    NORMAL_X_CHANNEL = 2
+    #: normals are stored (x, y, z) of the OpenCV camera frame (camera.to_mtan_normals), as MTAN's
+    NORMAL_X_CHANNEL = 0
 
     def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"),
                  n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None):

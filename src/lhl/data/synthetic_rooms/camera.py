@@ -39,8 +39,10 @@ def look_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
 
 
 def to_mtan_normals(n_cam: np.ndarray) -> np.ndarray:
-    """OpenCV-frame normals (..., 3) -> channels (z, y, x), lhl's NYUv2 convention (see sources/nyuv2.py)."""
-    return n_cam[..., ::-1]
+    """OpenCV-frame normals (..., 3) -> the stored channels of the MTAN NYUv2 layout: (x, y, z) of the
+    OpenCV camera frame (x right, y down, z forward), unchanged, facing the camera (z < 0). Channel 0
+    is x, so a horizontal flip negates channel 0, as the release, MTAN and LibMTL do."""
+    return np.ascontiguousarray(n_cam)
 
 
 def backproject(depth: np.ndarray, k: np.ndarray) -> np.ndarray:

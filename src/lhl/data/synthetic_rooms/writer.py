@@ -22,8 +22,9 @@ from lhl.data.synthetic_rooms.render import render
 from lhl.data.synthetic_rooms.scene import sample_scene
 from lhl.core.io import current_umask
 
-#: bump when the generator's output changes, so cached sets are rebuilt
-GENERATOR_VERSION = 1
+#: bump when the generator's output changes, so cached sets are rebuilt (it is in the cache folder's
+#: hash and meta.json). 2: depth stored [H, W, 1] and normals (x, y, z), MTAN's layout (was [H, W], (z, y, x))
+GENERATOR_VERSION = 2
 SPLITS = {"train": 0, "val": 1}
 META = "meta.json"
 #: below this many pixels in a split, views are rendered in this process (a pool's start-up costs more)
@@ -60,7 +61,7 @@ def _write_sample(folder: Path, split: str, i: int, params: dict) -> None:
     s = generate_sample(params["seed"], split, i, params["height"], params["width"])
     np.save(folder / split / "image" / f"{i}.npy", s["image"].astype(np.float16))
     np.save(folder / split / "label" / f"{i}.npy", s["label"].astype(np.int8))
-    np.save(folder / split / "depth" / f"{i}.npy", s["depth"])
+    np.save(folder / split / "depth" / f"{i}.npy", s["depth"][..., None])  # [H, W, 1], as MTAN's files
     np.save(folder / split / "normal" / f"{i}.npy", s["normal"].astype(np.float16))
 
 
