@@ -166,10 +166,11 @@ def test_replay_loss_groups_by_task_and_weights_by_samples():
     assert grads[0].abs().sum() > 0 and grads[1].abs().sum() > 0 and grads[2] is None
 
 
-def test_default_replay_batch_is_a_quarter_of_the_batch_and_empty_buffer_adds_nothing():
+def test_default_replay_batch_is_the_releases_8_and_empty_buffer_adds_nothing():
     tasks = {"depth": build_task("depth", "depth", 1)}
     net = Tiny(list(tasks.values()))
-    er = make_er(tasks)
+    assert make_er(tasks).opts.replay_batch == 8
+    er = make_er(tasks, replay_batch=None)  # None: a quarter of the batch
     big = {"image": torch.rand(12, 3, 2, 2), "depth": torch.rand(12, 1, 2, 2), "index": torch.arange(12)}
     assert extra_loss(er, net, big, Phase(0, ("depth",), slice=0)) == (None, {})
     er.observe(big, Phase(0, ("depth",), slice=0))

@@ -31,15 +31,17 @@ from lhl.methods.shared.reservoir import ReservoirBuffer
 class EROptions(MethodOptions):
     """ER's options.
 
-    buffer_size: images kept (50, as in the release's buffer).
-    replay_batch: replayed samples per step; None (or 0) = a quarter of the training batch (16 at a
-      batch of 64), at least 1, at most what the buffer holds.
+    buffer_size: images kept (50, the HAD release's rehearsal default).
+    replay_batch: replayed samples per step, at most what the buffer holds; 8 as the HAD release's
+      rehearsal mini-batch (`BaseLearner.add_rehearsal_args`: buffer_size=50, replay batch 8);
+      per process under DDP, like `data.batch_size`.
+      None (or 0) = a quarter of the training batch (16 at a batch of 64), at least 1.
     replay_weight: weight of the replay loss in the total loss.
     seed: seed of the buffer's own generator (set it from the run's seed).
     """
 
     buffer_size: int = 50
-    replay_batch: Optional[int] = None
+    replay_batch: Optional[int] = 8
     replay_weight: float = 1.0
     seed: int = 0
 

@@ -1,7 +1,8 @@
 """A reservoir of training samples (Vitter's algorithm R) over a whole lifelong stream, DDP-exact.
 
-Every sample offered enters with the same probability; images, per-task labels and dataset
-indices are stored densely on the CPU. Under DDP the reservoir runs over the global batch (the
+Every sample offered enters with the same probability; images, per-task labels, dataset
+indices and any extra per-slot tensors a method keeps beside them (DER's stored outputs, `extras`)
+are stored densely on the CPU. Under DDP the reservoir runs over the global batch (the
 ranks' batches in rank order): every rank draws the same slots from the same generator and
 receives the kept rows from the ranks that hold them, so every rank holds the same buffer and rank
 0's checkpoint resumes them all.
@@ -36,6 +37,9 @@ class ReservoirBuffer:
         self.indices = torch.full((self.size,), -1, dtype=torch.long)
         self.labels: Dict[str, Tensor] = {}
         self.has: Dict[str, Tensor] = {}
+        #: extra per-slot tensors by name (stored in the dtype they are offered in) and their masks
+        self.extras: Dict[str, Tensor] = {}
+        self.has_extra: Dict[str, Tensor] = {}
 
     def __len__(self) -> int:
         return min(self.seen, self.size)
@@ -54,8 +58,8 @@ class ReservoirBuffer:
         self.seen += count
         return slots
 
-    def _allocate(self, images: Tensor, labels: Dict[str, Tensor]) -> None:
-        """CPU storage for the batch's image shape and label tasks (shapes only: no copy)."""
+    def _allocate(self, images: Tensor, labels: Dict[str, Tensor], extras: Dict[str, Tensor]) -> None:
+        """CPU storage for the batch's image shape, label tasks and extras (shapes only: no copy)."""
         if self.images is None:
             self.images = torch.zeros((self.size,) + tuple(images.shape[1:]), dtype=images.dtype)
         elif self.images.shape[1:] != images.shape[1:]:
@@ -67,10 +71,20 @@ class ReservoirBuffer:
             if t not in self.labels:
                 self.labels[t] = torch.zeros((self.size,) + tuple(y.shape[1:]), dtype=y.dtype)
                 self.has[t] = torch.zeros(self.size, dtype=torch.bool)
+        for k, x in extras.items():
+            if k not in self.extras:
+                self.extras[k] = torch.zeros((self.size,) + tuple(x.shape[1:]), dtype=x.dtype)
+                self.has_extra[k] = torch.zeros(self.size, dtype=torch.bool)
 
     @torch.no_grad()
-    def add(self, images: Tensor, labels: Dict[str, Tensor], indices: Optional[Tensor] = None) -> None:
+    def add(
+        self, images: Tensor, labels: Dict[str, Tensor], indices: Optional[Tensor] = None,
+        extras: Optional[Dict[str, Tensor]] = None,
+    ) -> None:
         """Offer a batch to the reservoir; within a batch a later sample wins a contested slot.
+
+        `extras` are per-sample tensors stored beside the labels under their names (a slot keeps
+        only the extras of the sample that filled it: `has_extra[name]` says which slots have one).
 
         Slots are drawn first (on the CPU generator, no device sync), then only the kept rows are
         copied to the CPU: once the buffer is full almost every batch keeps nothing. Under DDP the
@@ -79,7 +93,8 @@ class ReservoirBuffer:
         rank stores the same rows; a step that keeps nothing anywhere needs no communication."""
         rank, world = rank_and_world()
         local = images.shape[0]
-        self._allocate(images, labels)
+        extras = extras or {}
+        self._allocate(images, labels, extras)
         slots = self.slots_for(local * world)
         kept = slots >= 0
         if not bool(kept.any()):
@@ -95,6 +110,10 @@ class ReservoirBuffer:
             self.has[t][target] = t in labels
         for t, y in labels.items():
             self.labels[t][target] = fetch(y)
+        for k in self.has_extra:
+            self.has_extra[k][target] = k in extras
+        for k, x in extras.items():  # gathered in fp32 (gloo has no all_gather for every dtype)
+            self.extras[k][target] = fetch(x.float() if x.is_floating_point() else x).to(self.extras[k].dtype)
 
     @staticmethod
     def _fetcher(source: Tensor, local: int, rank: int, world: int):
@@ -137,6 +156,8 @@ class ReservoirBuffer:
             "indices": self.indices.clone(),
             "labels": {t: y.clone() for t, y in self.labels.items()},
             "has": {t: m.clone() for t, m in self.has.items()},
+            "extras": {k: x.clone() for k, x in self.extras.items()},
+            "has_extra": {k: m.clone() for k, m in self.has_extra.items()},
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -151,3 +172,5 @@ class ReservoirBuffer:
         self.indices = state["indices"].cpu().clone()
         self.labels = {t: y.cpu().clone() for t, y in state["labels"].items()}
         self.has = {t: m.cpu().clone() for t, m in state["has"].items()}
+        self.extras = {k: x.cpu().clone() for k, x in state.get("extras", {}).items()}
+        self.has_extra = {k: m.cpu().clone() for k, m in state.get("has_extra", {}).items()}
