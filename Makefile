@@ -30,10 +30,10 @@ RUNS_DIR ?= runs
 opt = $(if $(2),$(1)=$(2))
 RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
 
-.PHONY: install experiment compare report distill bench bench-e2e slurm test clean-runs help
+.PHONY: install experiment compare paper report distill bench bench-e2e slurm test clean-runs help
 
 help:
-	@echo "make install | experiment | compare | report RUN=... [REF=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
+	@echo "make install | experiment | compare | paper TABLE=main|ablation | report RUN=... [REF=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
 
 install: $(STAMP)
 
@@ -49,6 +49,12 @@ experiment: install
 
 compare: install
 	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+
+# make paper TABLE=main|ablation SEQ=... SEEDS="0 1 2" [AGGREGATE=1] [ARGS="train.max_steps=20"]
+TABLE ?= main
+AGGREGATE ?=
+paper: install
+	$(BIN)/lhl paper table=$(TABLE) seq=$(SEQ) $(if $(SEEDS),seeds="$(SEEDS)") $(if $(AGGREGATE),aggregate=true) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
 
 report: install
 	$(if $(RUN),,$(error make report RUN=<run folder> [REF=<reference run folder>]))

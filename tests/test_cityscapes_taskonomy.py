@@ -144,7 +144,7 @@ def test_taskonomy_missing_domain_split_file_and_resize(tmp_path):
     with pytest.raises(ValueError, match="buildings"):
         Taskonomy(tmp_path, "train", tasks=("depth",))
     with pytest.raises(ValueError, match="unknown task"):
-        Taskonomy(tmp_path, "train", tasks=("curvature",), buildings={"train": ["a"]})
+        Taskonomy(tmp_path, "train", tasks=("vanishing_point",), buildings={"train": ["a"]})
     with pytest.raises(FileNotFoundError, match="building 'zz'"):
         Taskonomy(tmp_path, "train", tasks=("depth",), buildings={"train": ["zz"]})
     info = Taskonomy.task_info()
@@ -239,5 +239,5 @@ def test_taskonomy_index_tasks_decide_completeness_but_not_what_is_loaded(tmp_pa
     assert set(ds[1]) == {"image", "index", "depth"}
     with pytest.raises(FileNotFoundError, match="point_1_view_1"):
         Taskonomy(tmp_path, "train", tasks=("depth",), index_tasks=["semantic"], buildings={"train": ["a"]})
-    with pytest.raises(ValueError, match="curvature"):
-        Taskonomy(tmp_path, "train", tasks=("depth",), index_tasks=["curvature"], **kw)
+    with pytest.raises(ValueError, match="vanishing_point"):
+        Taskonomy(tmp_path, "train", tasks=("depth",), index_tasks=["vanishing_point"], **kw)

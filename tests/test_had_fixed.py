@@ -52,7 +52,7 @@ def test_modes_resolve_every_mend_and_overrides_win():
 @pytest.mark.parametrize(
     "values, message",
     [
-        ({"mode": "paper"}, "method.mode"),
+        ({"mode": "papers"}, "method.mode"),
         ({"sel_max": 3}, "method.sel_max"),
         ({"sel_max": True}, "method.sel_max"),
         ({"scalar_val": 1.5}, "method.scalar_val"),

@@ -15,6 +15,7 @@ commands:
   list                                    sequences, method presets, datasets, tasks, backbones, kd
   runs [OUT_DIR]                          run folders: sequence, method, overrides, seeds, phases
   compare [key=value ...]                 several methods and seeds of one sequence, one table
+  paper table=main|ablation seq=... [seeds=...]   the paper's tables (runs + compare + md/csv/tex)
   report RUN [--ref RUN] [--json OUT]     results, delta and forgetting of a run folder
   data synth --out DIR [...]              write a synthetic-rooms set (+ grid.png)
   data convert-nyuv2 --mat F --splits F --out DIR
@@ -47,6 +48,7 @@ example: lhl run seq=synthetic_small_s1 method=had train.max_steps=2 -m method.n
 COMMANDS = {
     "run": "lhl.cli:run_main",
     "compare": "lhl.tools.compare:cli",
+    "paper": "lhl.tools.paper:cli",
     "report": "lhl.reporting.report_cli:cli",
     "distill": "lhl.distill.cli:cli",
     "bench": "lhl.tools.bench:cli",

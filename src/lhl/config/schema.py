@@ -51,6 +51,9 @@ class ModelConfig:
     head_width: int = 256  # ASPP channels (256 as released; smaller for CPU presets)
     aspp_rates: List[int] = field(default_factory=lambda: [12, 24, 36])
     dropout: float = 0.5
+    # zero-initialise the last BatchNorm of every residual block (timm's default); false: torchvision's
+    # init, as the release builds its ResNet (matters from scratch, not with pretrained weights)
+    zero_init_last: bool = True
 
 
 @dataclass

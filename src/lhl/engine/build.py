@@ -46,6 +46,7 @@ def build_network(cfg: DictConfig) -> MultiHeadPredictor:
     net = MultiHeadPredictor(
         backbone=m.backbone, pretrained=m.pretrained, output_stride=m.output_stride,
         head_width=m.head_width, aspp_rates=list(m.aspp_rates), dropout=m.dropout,
+        zero_init_last=m.zero_init_last,
     )
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last)

@@ -10,6 +10,8 @@ from lhl.losses.had_parts import (
     salience_keep,
     semantic_sg,
 )
+from lhl.losses.had_loss import had_config, had_loss
+from lhl.losses.had_paper import PaperConfig, paper_had
 from lhl.losses.had_release import release_error_count, release_normal_loss_map, release_normal_valid
 from lhl.losses.had_terms import HAD_TERMS, had_term, normal_had, regression_had, semantic_had
 from lhl.losses.salience import edge_mask, sobel_magnitude
@@ -18,6 +20,10 @@ __all__ = [
     "HAD_TERMS",
     "MENDS",
     "HADConfig",
+    "PaperConfig",
+    "had_config",
+    "had_loss",
+    "paper_had",
     "class_balanced_loss",
     "class_geometric_means",
     "edge_mask",

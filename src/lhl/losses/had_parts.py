@@ -48,6 +48,8 @@ class HADConfig:
     class_weighted_mean: bool = False
     sg_mean_over_kept: bool = False
     count_valid_pixels: bool = False
+    db: bool = True  # False: the plain pseudo-label loss in DB's place (the paper's "w/o DB")
+    sg: bool = True  # False: the plain pseudo-label loss in SG's place (the paper's "w/o SG")
 
     @classmethod
     def for_mode(cls, mode: str, **values) -> "HADConfig":
@@ -60,8 +62,9 @@ class HADConfig:
 
     @property
     def uses_db(self) -> bool:
-        """The release's convention: num_interval == 1 swaps DB for the plain pseudo-label loss."""
-        return self.num_interval != 1
+        """The release's convention: num_interval == 1 swaps DB for the plain pseudo-label loss
+        (as does `db=False`)."""
+        return self.db and self.num_interval != 1
 
     def replace(self, **values) -> "HADConfig":
         """A copy with some settings changed (tests and ablations flip one mend at a time)."""

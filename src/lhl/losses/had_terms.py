@@ -36,11 +36,12 @@ def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfi
     ignores the same pixels), class-balanced DB, SG on the NLL map."""
     nll, valid = task.pixel_loss(log_probs, label)
     keep = salience_keep(nll, cfg)
-    sg = semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept)
+    plain = nll.sum() / valid.sum().clamp_min(1)
+    sg = semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept) if cfg.sg else plain
     if cfg.uses_db:
         db = class_balanced_loss(nll, label, valid, log_probs.shape[1], cfg)
     else:
-        db = nll.sum() / valid.sum().clamp_min(1)
+        db = plain
     return (db + sg) / 2, db, sg, keep
 
 
@@ -54,13 +55,14 @@ def regression_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig)
     err, valid = task.pixel_loss(pred, target)
     keep = salience_keep(err, cfg)
     counted = valid if cfg.count_valid_pixels else release_error_count(err)
-    sg = regression_sg(err, counted, keep, cfg.per_image_depth_mask)
+    plain = err.sum() / counted.sum().clamp_min(1)
+    sg = regression_sg(err, counted, keep, cfg.per_image_depth_mask) if cfg.sg else plain
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
         restrict = valid if cfg.count_valid_pixels else None
         db = group_balanced_loss(err, source.mean(dim=1), cfg.num_interval, restrict, 0.0, cfg.mean_of_groups)
     else:
-        db = err.sum() / counted.sum().clamp_min(1)
+        db = plain
     return (db + sg) / 2, db, sg, keep
 
 
@@ -86,14 +88,15 @@ def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> 
     (`count_valid_pixels`)."""
     loss_map, valid, prod = _normal_inputs(task, pred, target, cfg)
     keep = salience_keep(loss_map, cfg)
-    sg = normal_sg(prod, valid, keep, cfg)
+    summed = (loss_map * valid).sum() if cfg.count_valid_pixels else loss_map.sum()
+    plain = summed / valid.sum().clamp_min(1)
+    sg = normal_sg(prod, valid, keep, cfg) if cfg.sg else plain
     restrict = valid if cfg.count_valid_pixels else None
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
         db = group_balanced_loss(loss_map, source.mean(dim=1), cfg.num_interval, restrict, 1.0, cfg.mean_of_groups)
     else:
-        summed = (loss_map * valid).sum() if cfg.count_valid_pixels else loss_map.sum()
-        db = summed / valid.sum().clamp_min(1)
+        db = plain
     return (db + sg) / 2, db, sg, keep
 
 

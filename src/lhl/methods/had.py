@@ -15,6 +15,10 @@ teacher's pseudo-label (semantic: argmax; depth and normals: the teacher output)
 
 Modes
 -----
+``paper`` computes the paper's equations (per-image groups, geometric means, SG as the mean loss over
+the salient pixels, total ``L_new + new/(2(t-1)) sum_j (L_db + L_sg)``: ``losses/had_paper.py``), with
+the paper's ablation switches (db, sg, group_mean, bins, salience_source, weighting, paradigm; README
+"HAD as the paper states it").
 ``faithful`` computes exactly what the official release computes (github.com/Deexaa/HAD @ 67bb089,
 ``utility.weight_fit``), quirks included: it is what the paper's numbers came from, it is checked
 against the release's own outputs and gradients (``tests/test_had_golden.py``), and the ``paper``
@@ -56,14 +60,47 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 from torch import Tensor
 
+from lhl.losses.had_loss import MODES, PAPER_ONLY, had_config
+from lhl.losses.had_paper import GROUP_MEANS, SALIENCE_SOURCES, PaperConfig, paper_had
 from lhl.losses.had_terms import HAD_TERMS, MENDS, HADConfig, had_term
 from lhl.methods.shared.distillation import PseudoLabelDistillation
-from lhl.methods.base import MethodOptions
+from lhl.methods.shared.paradigm import PARADIGMS, Paradigm
+from lhl.methods.base import MethodOptions, Step, Terms
 from lhl.core.registry import METHODS
+
+
+def _check_switches(o) -> None:
+    """The ablation switches: types and values, and which modes have them."""
+    for name in ("db", "sg"):
+        if not isinstance(getattr(o, name), bool):
+            raise ValueError(f"method.{name} must be true or false, got {getattr(o, name)!r}")
+    if o.group_mean not in GROUP_MEANS:
+        raise ValueError(f"method.group_mean must be one of {GROUP_MEANS}, got {o.group_mean!r}")
+    if o.salience_source not in SALIENCE_SOURCES:
+        raise ValueError(f"method.salience_source must be one of {SALIENCE_SOURCES}, got {o.salience_source!r}")
+    if isinstance(o.bins, bool) or not isinstance(o.bins, int) or o.bins < 2:
+        raise ValueError(f"method.bins must be an integer >= 2 (2 = the split at num_interval), got {o.bins!r}")
+    if o.mode == "paper":
+        mends = [n for n in MENDS if getattr(o, n) is not None] + (["sel_max"] if o.sel_max != 1 else [])
+        if mends:
+            raise ValueError(f"method.{mends[0]}: mode 'paper' has no release mends and keeps sel_max 1 "
+                             "(the paper's equations); use mode faithful or fixed")
+    else:
+        wrong = sorted(k for k, v in PAPER_ONLY.items() if getattr(o, k) != v)
+        if wrong:
+            raise ValueError(f"method.{wrong[0]} exists only in mode 'paper' (the per-image groups "
+                             f"and salience of the paper's equations); mode is {o.mode!r}")
+    if o.weighting not in (None, "paper", "release"):
+        raise ValueError(f"method.weighting must be 'paper', 'release' or null (the mode's), got {o.weighting!r}")
+    if o.paradigm not in PARADIGMS:
+        raise ValueError(f"method.paradigm must be one of {PARADIGMS}, got {o.paradigm!r}")
+    if o.new_first_steps is not None and (isinstance(o.new_first_steps, bool) or not isinstance(o.new_first_steps, int)
+                                          or o.new_first_steps < 0):
+        raise ValueError(f"method.new_first_steps must be a non-negative integer or null, got {o.new_first_steps!r}")
 
 
 def _check_number(name: str, value, low: Optional[float] = None, high: Optional[float] = None):
@@ -101,10 +138,20 @@ class HAD(PseudoLabelDistillation):
         class_weighted_mean: Optional[bool] = None
         sg_mean_over_kept: Optional[bool] = None
         count_valid_pixels: Optional[bool] = None
+        # the paper's ablation switches (README: "HAD as the paper states it")
+        db: bool = True
+        sg: bool = True
+        group_mean: str = "geometric"
+        bins: int = 2
+        salience_source: str = "loss"
+        weighting: Optional[str] = None  # paper: new/(2(t-1)); release: new; None: the mode's
+        paradigm: str = "simultaneous"
+        new_first_steps: Optional[int] = None
 
         def __post_init__(self):
-            if self.mode not in ("faithful", "fixed"):
-                raise ValueError(f"method.mode must be 'faithful' or 'fixed', got {self.mode!r}")
+            if self.mode not in MODES:
+                raise ValueError(f"method.mode must be one of {MODES}, got {self.mode!r}")
+            _check_switches(self)
             _check_number("new", self.new, low=0.0)
             _check_number("scalar_val", self.scalar_val, low=0.0, high=1.0)
             _check_number("num_interval", self.num_interval)
@@ -121,15 +168,20 @@ class HAD(PseudoLabelDistillation):
                         f"method.{name} must be true, false or null (follow the mode), got {value!r}"
                     )
 
-        def config(self) -> HADConfig:
-            """The resolved loss settings: the mode's mends with explicit overrides applied."""
-            return HADConfig.for_mode(
-                self.mode,
-                scalar_val=float(self.scalar_val),
-                num_interval=float(self.num_interval),
-                sel_max=int(self.sel_max),
-                **{name: getattr(self, name) for name in MENDS},
-            )
+        def config(self) -> Union[HADConfig, PaperConfig]:
+            """The resolved loss settings: the mode's mends (or the paper's settings) with explicit
+            overrides and the ablation switches applied."""
+            common = dict(scalar_val=float(self.scalar_val), num_interval=float(self.num_interval),
+                          db=self.db, sg=self.sg, group_mean=self.group_mean, bins=self.bins,
+                          salience_source=self.salience_source)
+            if self.mode == "paper":
+                return had_config("paper", **common)
+            return had_config(self.mode, sel_max=int(self.sel_max), **common,
+                              **{name: getattr(self, name) for name in MENDS})
+
+        @property
+        def resolved_weighting(self) -> str:
+            return self.weighting or ("paper" if self.mode == "paper" else "release")
 
     def __init__(self, options: "HAD.Options", tasks):
         super().__init__(options, tasks)
@@ -141,5 +193,49 @@ class HAD(PseudoLabelDistillation):
                 f"{', '.join(sorted(HAD_TERMS))} (add the kind to lhl.losses.had_terms.HAD_TERMS)"
             )
 
+        self.paradigm = Paradigm(options.paradigm, options.new_first_steps)
+
     def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+        if isinstance(self.config, PaperConfig):  # against the teacher's output itself
+            term, db, sg, keep = paper_had(self.tasks[name].kind, student, pseudo, self.config)
+            return term, {"db": db.detach(), "sg": sg.detach(), "edge_keep": keep.float().mean()}
         return had_term(self.tasks[name], student, pseudo, self.config)
+
+    def weight(self, step: Step) -> float:
+        """The factor of every old term. On Σ_j (DB_j + SG_j): paper = new / (2 (t - 1)), release
+        = new / 2, where t is the 1-based phase number, so t - 1 = `phase.index`, the number of
+        earlier phases (= of old tasks in the one-task-per-phase protocol). The faithful / fixed
+        terms already hold the / 2, the paper's do not."""
+        factor = float(self.opts.new)
+        if self.opts.resolved_weighting == "paper":
+            factor /= max(1, step.phase.index)
+        return factor / 2 if isinstance(self.config, PaperConfig) else factor
+
+    def loss_terms(self, step: Step) -> Tuple[Terms, Terms]:
+        terms, diagnostics = super().loss_terms(step)
+        if self.paradigm.name == "new_first" and step.phase.old_tasks:
+            patching = self.paradigm.patching()
+            keep = [f"{self.log_prefix}/{t}" for t in step.phase.old_tasks] if patching else list(step.phase.train_tasks)
+            terms = {k: v for k, v in terms.items() if k in keep}
+            diagnostics[f"{self.log_prefix}/patching"] = step.student[step.phase.train_tasks[0]].new_tensor(float(patching))
+        return terms, diagnostics
+
+    # --- the training paradigm (methods/shared/paradigm.py) ---------------------------------------
+    def on_phase_start(self, phase, network) -> None:
+        self.paradigm.start(phase, network)
+
+    def on_phase_end(self, phase, network, train_loader) -> None:
+        self.paradigm.release()
+
+    def before_optimizer_step(self, network) -> None:
+        self.paradigm.drop_gradients(network)
+
+    def after_optimizer_step(self, network) -> None:
+        self.paradigm.counted()
+
+    def state_dict(self):
+        return {"paradigm": self.paradigm.state_dict()}
+
+    def load_state_dict(self, state) -> None:
+        if "paradigm" in state:
+            self.paradigm.load_state_dict(state["paradigm"])

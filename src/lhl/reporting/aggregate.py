@@ -8,6 +8,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
 from lhl.reporting.render import compare_markdown
 from lhl.reporting.results import Metrics, PathLike, Results
+from lhl.reporting.ranks import backward_transfer, delta_after_phases, mean_rank, pairs_by_seed
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
 
 
@@ -41,14 +42,17 @@ def _reference_dirs(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
 def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
             ref: Union[None, str, PathLike, Sequence[PathLike]] = None) -> Tuple[str, dict]:
     """Final metrics (mean ± sample std over seeds) per method and task, Δ vs a reference and
-    forgetting. `ref` is a method name of `run_dirs_by_method`, a run folder, or folders over
-    seeds; the reference values are the mean of its runs' final metrics."""
+    forgetting, mean rank (MR), relative backward transfer and Δ after every phase. `ref` is a
+    method name of `run_dirs_by_method`, a run folder, or folders over seeds. Δ pairs each run with
+    the reference run of the same seed when the reference has every seed of the method
+    (`delta_pairing: "seed"`), else compares with the mean of the reference's final metrics
+    (`"mean"`). MR ranks every method (the reference among them) on every (task, metric)."""
     runs = {m: [Results.load(d) for d in dirs] for m, dirs in run_dirs_by_method.items()}
     empty = [m for m, rs in runs.items() if not rs]
     if empty:
         raise ValueError(f"compare: no run folders given for method(s) {empty}")
     ref_dirs = _reference_dirs(run_dirs_by_method, ref)
-    ref_final = None
+    ref_final, ref_runs = None, [Results.load(d) for d in ref_dirs]
     if ref_dirs:
         ref_stats = _nested_stats([final_metrics(Results.load(d)) for d in ref_dirs])
         ref_final = {t: {m: s["mean"] for m, s in ms.items()} for t, ms in ref_stats.items()}
@@ -69,11 +73,26 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
                  "final": _nested_stats([final_metrics(r) for r in rs]),
                  "forgetting": _nested_stats([forgetting(r) for r in rs]),
                  "delta": None, "delta_per_task": {}}
+        bwt = [b for b in (backward_transfer(r) for r in rs) if b is not None]
+        entry["backward_transfer"] = _stats(bwt) if bwt else None
+        entry["forgetting_rel"] = _nested_stats([forgetting(r, relative=True) for r in rs])
         if ref_final is not None:
-            entry["delta"] = _stats([delta(r, ref_final) for r in rs])
-            per_task = [delta_per_task(r, ref_final) for r in rs]
+            paired = pairs_by_seed(rs, ref_runs)
+            refs = [final_metrics(next(x for x in ref_runs if x.meta.get("seed") == r.meta.get("seed")))
+                    if paired else ref_final for r in rs]
+            deltas = [delta(r, b) for r, b in zip(rs, refs)]
+            entry.update(delta=_stats(deltas), delta_pairing="seed" if paired else "mean",
+                         delta_per_seed=dict(zip(map(str, entry["seeds"]), deltas)))
+            per_task = [delta_per_task(r, b) for r, b in zip(rs, refs)]
             entry["delta_per_task"] = {t: _stats([p[t] for p in per_task]) for t in per_task[0]}
+            phases = [delta_after_phases(r, next((x for x in ref_runs if x.meta.get("seed") == r.meta.get("seed")),
+                                                 ref_final) if paired else ref_final) for r in rs]
+            entry["delta_after_phases"] = [
+                _stats(col) if all(v is not None for v in col) else None for col in zip(*phases)]
         methods[name] = entry
+    means = {n: {t: {m: s["mean"] for m, s in ms.items()} for t, ms in e["final"].items()} for n, e in methods.items()}
+    for n, r in mean_rank(means, directions).items():
+        methods[n]["mean_rank"] = r
 
     obj = {"tasks": tasks, "directions": directions, "main_metric": mains, "methods": methods,
            "reference": None if ref_final is None else {"runs": [str(d) for d in ref_dirs], "final": ref_final}}

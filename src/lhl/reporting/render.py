@@ -91,6 +91,12 @@ def report_markdown(results: "Results", data: dict, ref_name: Optional[str]) -> 
     if "delta" in data:
         lines += [f"## Δ vs {ref_name}", "", f"**Δ = {data['delta']:+.2f}%** (> 0: better than the reference)", ""]
         lines += table(["task", "Δ_t %"], [[t, f"{v:+.2f}"] for t, v in data["delta_per_task"].items()]) + [""]
+        if data.get("delta_after_phases"):
+            lines += table([f"Δ after phase {i}" for i in range(len(data["delta_after_phases"]))],
+                           [["—" if v is None else f"{v:+.2f}" for v in data["delta_after_phases"]]]) + [""]
+    if data.get("backward_transfer") is not None:
+        lines += [f"**Relative backward transfer = {data['backward_transfer']:+.2f}%** (> 0 = improved since "
+                  "learned; average relative forgetting is its negative)", ""]
     lines += ["## Forgetting", "", "After the phase that trained the task minus after the last phase; "
               "> 0 = worse now (metric units, and % of the learned value).", ""]
     rows = [[t, m + _arrow_of(results, t, m), _fmt(v), f"{data['forgetting_rel'][t][m]:+.2f}%"]
@@ -98,6 +104,10 @@ def report_markdown(results: "Results", data: dict, ref_name: Optional[str]) -> 
     lines += (table(["task", "metric", "forgetting", "relative"], rows) if rows
               else ["(no task learned before the last phase)"]) + [""]
     return "\n".join(lines)
+
+
+def _fmt_rank(v: Optional[float]) -> str:
+    return "—" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
 def compare_markdown(obj: dict) -> str:
@@ -113,9 +123,24 @@ def compare_markdown(obj: dict) -> str:
         lines += table(["method"] + [m + arrow(directions.get(m)) for m in metrics], rows) + [""]
     if obj["reference"] is not None:
         lines += ["## Δ vs reference (%)", "", f"reference: {', '.join(obj['reference']['runs'])}", ""]
-        rows = [[name, _pm(e["delta"], "+.2f")] + [_pm(e["delta_per_task"].get(t), "+.2f") for t in obj["tasks"]]
-                for name, e in methods.items()]
-        lines += table(["method", "Δ"] + [f"Δ {t}" for t in obj["tasks"]], rows) + [""]
+        rows = [[name, _pm(e["delta"], "+.2f"), _fmt_rank(e.get("mean_rank"))]
+                + [_pm(e["delta_per_task"].get(t), "+.2f") for t in obj["tasks"]] for name, e in methods.items()]
+        lines += table(["method", "Δ", "MR ↓"] + [f"Δ {t}" for t in obj["tasks"]], rows) + [""]
+        pairing = {e.get("delta_pairing") for e in methods.values()}
+        lines += [f"Δ pairs each seed with the reference's run of the same seed" if pairing == {"seed"} else
+                  "Δ against the mean of the reference's runs (seeds not matched)", ""]
+        after = [[name] + [_pm(s, "+.2f") for s in (e.get("delta_after_phases") or [])] for name, e in methods.items()]
+        width = max(len(r) for r in after) - 1
+        if width > 0:
+            lines += ["## Δ after every phase (%)", ""]
+            lines += table(["method"] + [f"phase {i}" for i in range(width)],
+                           [r + ["—"] * (width + 1 - len(r)) for r in after]) + [""]
+    else:
+        lines += ["## Mean rank (MR, 1 = best)", ""]
+        lines += table(["method", "MR ↓"], [[n, _fmt_rank(e.get("mean_rank"))] for n, e in methods.items()]) + [""]
+    rows = [[name, _pm(e.get("backward_transfer"), "+.2f")] for name, e in methods.items()]
+    lines += ["## Relative backward transfer (%, > 0 = improved since learned; average forgetting = −BWT)", ""]
+    lines += table(["method", "BWT"], rows) + [""]
     lines += ["## Forgetting of the main metric (> 0 = worse than when learned)", ""]
     rows = [[name] + [_pm(e["forgetting"].get(t, {}).get(obj["main_metric"][t])) for t in obj["tasks"]]
             for name, e in methods.items()]

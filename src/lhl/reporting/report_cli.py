@@ -8,7 +8,17 @@ from typing import Optional, Sequence
 from lhl.core.io import atomic_write_json
 from lhl.reporting.render import report_markdown
 from lhl.reporting.results import PathLike, Results
-from lhl.reporting.scores import report_data
+from lhl.reporting.ranks import backward_transfer, delta_after_phases
+from lhl.reporting.scores import report_data as _scores
+
+
+def report_data(results: Results, reference: Optional[Results] = None) -> dict:
+    """`scores.report_data` plus the paper's relative backward transfer and Δ after every phase."""
+    data = _scores(results, reference)
+    data["backward_transfer"] = backward_transfer(results)
+    if reference is not None:
+        data["delta_after_phases"] = delta_after_phases(results, reference)
+    return data
 
 
 def report(run_dir: PathLike, ref_dir: Optional[PathLike] = None) -> str:

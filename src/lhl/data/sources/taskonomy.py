@@ -46,7 +46,16 @@ DOMAINS = {
     "normal": "normal",
     "edge": "edge_texture",
     "keypoints": "keypoints2d",
+    "reshading": "reshading",  # shading under one light: 8-bit grey -> scalar [0, 1]
+    "curvature": "principal_curvature",  # (k1, k2) in the first two 8-bit channels -> 2-channel scalar
+    "occlusion": "edge_occlusion",  # uint16 -> scalar [0, 1]
+    "keypoints3d": "keypoints3d",  # uint16 -> scalar [0, 1]
+    "depth_euclidean": "depth_euclidean",  # as depth_zbuffer: 1/512 m, 65535 invalid -> a depth task
 }
+#: task -> (task type, channels) beyond semantic; the taskonomy10 sequence uses all ten
+KINDS = {"depth": ("depth", 1), "normal": ("normal", 3), "edge": ("scalar", 1), "keypoints": ("scalar", 1),
+         "reshading": ("scalar", 1), "curvature": ("scalar", 2), "occlusion": ("scalar", 1),
+         "keypoints3d": ("scalar", 1), "depth_euclidean": ("depth", 1)}
 DEPTH_UNITS_PER_METRE = 512.0
 DEPTH_INVALID = 65535
 SEMANTIC_CLASSES = 17
@@ -95,10 +104,14 @@ def decode_semantic(v: np.ndarray, classes: int = SEMANTIC_CLASSES, source: str 
     return lab
 
 
-def decode_scalar(v: np.ndarray, bits: int) -> np.ndarray:
-    """edge_texture / keypoints2d values -> float32 in [0, 1] by the file's bit depth."""
+def decode_scalar(v: np.ndarray, bits: int, channels: int = 1) -> np.ndarray:
+    """edge / keypoint / reshading / curvature values -> float32 in [0, 1] by the file's bit depth;
+    `channels` > 1 keeps the first channels as (H, W, channels)."""
     v = np.asarray(v)
-    v = v[..., 0] if v.ndim == 3 else v
+    if channels > 1:
+        v = v[..., :channels] if v.ndim == 3 else np.repeat(v[..., None], channels, axis=-1)
+    else:
+        v = v[..., 0] if v.ndim == 3 else v
     return (v.astype(np.float32) / float(2**bits - 1)).astype(np.float32)
 
 
@@ -240,12 +253,15 @@ class Taskonomy(Dataset):
         if task == "semantic":
             lab = torch.from_numpy(decode_semantic(v, self.semantic_classes, str(path)))
             return _resize(lab[None], self.size, "nearest")[0] if self.size else lab
-        if task == "depth":
+        kind, channels = KINDS[task]
+        if kind == "depth":
             x, mode = torch.from_numpy(decode_depth(v))[None], "nearest"
         elif task == "normal":
             valid = self._depth_valid(key)
             valid = valid[..., 0] if valid is not None and valid.ndim == 3 else valid
             x, mode = torch.from_numpy(decode_normal(v, valid)).permute(2, 0, 1).contiguous(), "nearest"
+        elif channels > 1:
+            x, mode = torch.from_numpy(decode_scalar(v, bits, channels)).permute(2, 0, 1).contiguous(), "bilinear"
         else:
             x, mode = torch.from_numpy(decode_scalar(v, bits))[None], "bilinear"
         return _resize(x, self.size, mode) if self.size else x
@@ -261,10 +277,4 @@ class Taskonomy(Dataset):
 
     @classmethod
     def task_info(cls, semantic_classes: int = SEMANTIC_CLASSES, **options) -> dict:
-        return {
-            "semantic": ("semantic", int(semantic_classes)),
-            "depth": ("depth", 1),
-            "normal": ("normal", 3),
-            "edge": ("scalar", 1),
-            "keypoints": ("scalar", 1),
-        }
+        return {"semantic": ("semantic", int(semantic_classes)), **KINDS}
