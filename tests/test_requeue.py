@@ -240,3 +240,33 @@ def test_wandb_run_is_finished_on_error_and_requeue(tmp_path, synth_cache, monke
     with pytest.raises(type(error)):
         r.run()
     assert r.wandb.calls == [expected]
+
+
+class _CrashAtTrainEnd(pl.Callback):
+    """Raise when phase 0's fit ends: after its last step's last.ckpt, before the method's end-of-phase estimates."""
+
+    def on_train_end(self, trainer, module):
+        if trainer.default_root_dir.endswith("phase_0"):
+            raise RuntimeError("simulated crash at the phase end")
+
+
+def test_a_phase_resumed_after_its_last_step_still_runs_the_end_of_phase_estimates(tmp_path, synth_cache, monkeypatch):
+    """A last.ckpt taken after the final step leaves Lightning nothing to train (it skips
+    on_train_end): the runner must still run the method's on_phase_end (EWC's Fisher here)."""
+    from lhl.engine.run_folder import RunFolder
+
+    args = _overrides(tmp_path / "a", synth_cache, **{"method": "ewc", "train.checkpoint_every_steps": 5})
+    ref = run(load_config([], _overrides(tmp_path / "ref", synth_cache, method="ewc")))
+    with monkeypatch.context() as m:
+        _with_callback(m, _CrashAtTrainEnd())
+        with pytest.raises(RuntimeError, match="simulated crash at the phase end"):
+            run(load_config([], args))
+    run_dir = run_folder_of(load_config([], args)).root
+    assert torch.load(run_dir / "phase_0" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 5
+    resumed = run(load_config([], args))
+    terms = RunFolder(resumed).load_phase(0)["method_state"]["terms"]
+    expected = RunFolder(ref).load_phase(0)["method_state"]["terms"]
+    assert len(terms) == len(expected) == 1 and terms[0]["importance"]
+    for name, value in expected[0]["importance"].items():
+        torch.testing.assert_close(terms[0]["importance"][name], value)
+    assert Results.load(resumed).phases == Results.load(ref).phases

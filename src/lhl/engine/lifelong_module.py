@@ -39,6 +39,7 @@ class LifelongModule(pl.LightningModule):
         self.step_offset = int(step_offset)  # steps of the earlier phases (the runner owns the count)
         self.metrics = nn.ModuleDict({t: network.specs[t].metric(eval_reduction) for t in phase.eval_tasks})
         self.last_eval: Dict[str, Dict[str, float]] = {}
+        self.phase_ended = False  # set when the method's end-of-phase estimates ran
         self._unobserved = False
         hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
         hold_outside(self, "_teacher", None)
@@ -133,6 +134,7 @@ class LifelongModule(pl.LightningModule):
         dm = self.trainer.datamodule
         loader = dm.train_dataloader() if dm is not None else self.trainer.train_dataloader
         self.method.on_phase_end(self.phase, self.network, loader)
+        self.phase_ended = True
 
     def configure_optimizers(self):
         cfg = self.train_cfg

@@ -168,6 +168,12 @@ class PhaseRunner:
         if ckpt is not None and trainer.is_global_zero:
             print(f"   resuming phase {phase.index + 1} from {ckpt}", flush=True)
         trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt is None else str(ckpt))
+        if not module.phase_ended:
+            # resumed from a checkpoint taken after the phase's last step: Lightning trains no step
+            # and skips on_train_end, so the method's end-of-phase estimates run here
+            module.to(trainer.strategy.root_device)
+            module.method.on_phase_end(phase, network, dm.train_dataloader())
+            module.phase_ended = True
         return module, trainer
 
     def _drop_mid_phase_checkpoints(self, trainer: pl.Trainer, phase: Phase) -> None:
