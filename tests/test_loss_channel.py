@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import DataLoader
 
 from lhl.config import Config
 from lhl.core.registry import METHODS
@@ -23,6 +24,14 @@ def make_batch(specs, g, b=2, h=16, w=16):
     for name, spec in specs.items():
         batch[name] = spec.example_label(b, h, w, g)
     return batch
+
+
+def as_loader(batches):
+    """The phase's batches as a DataLoader over one-sample dicts (iCaRL reads exemplars from its dataset)."""
+    samples = [{k: v[i] for k, v in b.items()} for b in batches for i in range(b["image"].shape[0])]
+    for position, sample in enumerate(samples):
+        sample["index"] = torch.tensor(position)
+    return DataLoader(samples, batch_size=batches[0]["image"].shape[0])
 
 
 def captured_logs(module):
@@ -71,5 +80,5 @@ def test_logged_total_is_the_backpropagated_loss_for_every_method_and_task_type(
             method.after_optimizer_step(net)
             method.observe(batch, phase)
             checked += 1
-        method.on_phase_end(phase, net, batches)
+        method.on_phase_end(phase, net, as_loader(batches))
     assert checked == len(resolve_plan(method.plan(list(specs))))

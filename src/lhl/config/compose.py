@@ -140,13 +140,18 @@ def load_config(files: Sequence[str | Path] = (), overrides: Sequence[str] = ())
         cfg.sequence.name = seq
     if method:
         cfg.run.method_tag = method
-    try:
-        dot = OmegaConf.from_dotlist(plain)
-    except Exception as err:
-        raise ConfigError(f"command line: cannot parse overrides {plain}: {err}") from None
-    cfg = _merge(cfg, dot, "command line")
+    cfg = apply_overrides(cfg, plain)
     validate(cfg)
     return cfg
+
+
+def apply_overrides(cfg: DictConfig, overrides: List[str]) -> DictConfig:
+    """Merge command-line `key=value` overrides into `cfg`; errors name the key and the fix."""
+    try:
+        dot = OmegaConf.from_dotlist(list(overrides))
+    except Exception as err:
+        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
+    return _merge(cfg, dot, "command line")
 
 
 def _check_method_name(name: str) -> None:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from lhl.config.compose import ConfigError, _load_yaml, _merge, experiments_dir
+from lhl.config.compose import ConfigError, _load_yaml, _merge, apply_overrides, experiments_dir
 from lhl.config.distill_schema import DistillConfig
 from lhl.core.optim import OPTIMIZERS
 
@@ -39,11 +39,7 @@ def load_config(files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Dic
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"command line: overrides must be key=value, got {bad}")
-    try:
-        dot = OmegaConf.from_dotlist(list(overrides))
-    except Exception as err:
-        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
-    cfg = _merge(cfg, dot, "command line")
+    cfg = apply_overrides(cfg, list(overrides))
     validate(cfg)
     return cfg
 
