@@ -44,6 +44,16 @@ LOG_FLOOR = 1e-6
 Parts = Tuple[Tensor, Tensor, Tensor, Tensor]
 
 
+def check_paper_switches(group_mean, bins, salience_source, prefix: str = "") -> None:
+    """The paper-mode switches' values; `prefix` names the config section in the error (`method.`)."""
+    if group_mean not in GROUP_MEANS:
+        raise ValueError(f"{prefix}group_mean must be one of {GROUP_MEANS}, got {group_mean!r}")
+    if salience_source not in SALIENCE_SOURCES:
+        raise ValueError(f"{prefix}salience_source must be one of {SALIENCE_SOURCES}, got {salience_source!r}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ValueError(f"{prefix}bins must be an integer >= 2 (2 = the split at num_interval), got {bins!r}")
+
+
 @dataclass(frozen=True)
 class PaperConfig:
     """The paper's HAD settings and ablation switches."""
@@ -57,12 +67,7 @@ class PaperConfig:
     salience_source: str = "loss"
 
     def __post_init__(self):
-        if self.group_mean not in GROUP_MEANS:
-            raise ValueError(f"group_mean must be one of {GROUP_MEANS}, got {self.group_mean!r}")
-        if self.salience_source not in SALIENCE_SOURCES:
-            raise ValueError(f"salience_source must be one of {SALIENCE_SOURCES}, got {self.salience_source!r}")
-        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
-            raise ValueError(f"bins must be an integer >= 2 (2 = the split at num_interval), got {self.bins!r}")
+        check_paper_switches(self.group_mean, self.bins, self.salience_source)
 
     def replace(self, **values) -> "PaperConfig":
         return dataclasses.replace(self, **values)

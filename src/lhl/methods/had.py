@@ -65,7 +65,7 @@ from typing import Dict, Optional, Tuple, Union
 from torch import Tensor
 
 from lhl.losses.had_loss import MODES, PAPER_ONLY, had_config
-from lhl.losses.had_paper import GROUP_MEANS, SALIENCE_SOURCES, PaperConfig, paper_had
+from lhl.losses.had_paper import PaperConfig, check_paper_switches, paper_had
 from lhl.losses.had_terms import HAD_TERMS, MENDS, HADConfig, had_term
 from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.shared.paradigm import PARADIGMS, Paradigm
@@ -78,12 +78,7 @@ def _check_switches(o) -> None:
     for name in ("db", "sg"):
         if not isinstance(getattr(o, name), bool):
             raise ValueError(f"method.{name} must be true or false, got {getattr(o, name)!r}")
-    if o.group_mean not in GROUP_MEANS:
-        raise ValueError(f"method.group_mean must be one of {GROUP_MEANS}, got {o.group_mean!r}")
-    if o.salience_source not in SALIENCE_SOURCES:
-        raise ValueError(f"method.salience_source must be one of {SALIENCE_SOURCES}, got {o.salience_source!r}")
-    if isinstance(o.bins, bool) or not isinstance(o.bins, int) or o.bins < 2:
-        raise ValueError(f"method.bins must be an integer >= 2 (2 = the split at num_interval), got {o.bins!r}")
+    check_paper_switches(o.group_mean, o.bins, o.salience_source, prefix="method.")
     if o.mode == "paper":
         mends = [n for n in MENDS if getattr(o, n) is not None] + (["sel_max"] if o.sel_max != 1 else [])
         if mends:
