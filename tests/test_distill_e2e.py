@@ -112,15 +112,17 @@ def test_tiny_distillation_end_to_end(tmp_path):
     assert cli(["--kd", "all"] + common) == 0
     run = tmp_path / "runs" / "tiny"
     results = json.loads((run / "results.json").read_text())
-    assert set(results) == {"teacher", "none", "kd", "cwd", "heteroakd"}
+    assert set(results) == {"teacher", "none", "kd", "cwd", "skd", "cirkd", "afdcd", "heteroakd"}
     for r in results.values():
         assert 0 <= r["miou"] <= 1 and 0 <= r["pixacc"] <= 1
     table = (run / "results.md").read_text()
-    for label in ("teacher", "student alone", "logit KD", "CWD", "HeteroAKD"):
+    for label in ("teacher", "student alone", "logit KD", "CWD", "SKD", "CIRKD", "Af-DCD", "HeteroAKD"):
         assert f"| {label} |" in table
     assert (run / "teacher.ckpt").exists() and (run / "config.yaml").exists()
     header = (run / "heteroakd" / "metrics.csv").read_text().splitlines()[0]
     assert "train/akd" in header and "train/teacher_share" in header
+    for kind, term in (("skd", "train/pa"), ("cirkd", "train/region"), ("afdcd", "train/ctr")):
+        assert term in (run / kind / "metrics.csv").read_text().splitlines()[0]
 
     # a second run reuses the saved teacher (same val numbers, no teacher training)
     again = tmp_path / "again"
@@ -147,7 +149,7 @@ def test_rows_of_earlier_runs_are_kept_and_stale_ones_dropped(tmp_path, capsys):
     assert cli(["--kd", "none"] + common) == 0
     first = json.loads((run / "results.json").read_text())
     table = (run / "results.md").read_text()
-    assert "Missing rows: logit KD, CWD, HeteroAKD." in table
+    assert "Missing rows: logit KD, CWD, SKD, CIRKD, Af-DCD, HeteroAKD." in table
     assert f"lhl distill --config {run / 'config.yaml'} --kd kd" in table
 
     # the command the table prints: same config, same teacher, another method
@@ -157,7 +159,7 @@ def test_rows_of_earlier_runs_are_kept_and_stale_ones_dropped(tmp_path, capsys):
     assert second["none"] == first["none"]
     assert second["teacher"]["teacher_id"] == first["teacher"]["teacher_id"] == second["kd"]["teacher_id"]
     table = (run / "results.md").read_text()
-    assert "| student alone |" in table and "| logit KD |" in table and "Missing rows: CWD, HeteroAKD." in table
+    assert "| student alone |" in table and "| logit KD |" in table and "Missing rows: CWD, SKD, CIRKD, Af-DCD, HeteroAKD." in table
 
     # another learning rate: the earlier student rows are stale
     capsys.readouterr()
@@ -165,7 +167,7 @@ def test_rows_of_earlier_runs_are_kept_and_stale_ones_dropped(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "dropping the earlier 'student alone' row" in out and "dropping the earlier 'logit KD' row" in out
     assert set(json.loads((run / "results.json").read_text())) == {"teacher", "cwd"}
-    assert "Missing rows: student alone, logit KD, HeteroAKD." in (run / "results.md").read_text()
+    assert "Missing rows: student alone, logit KD, SKD, CIRKD, Af-DCD, HeteroAKD." in (run / "results.md").read_text()
 
 
 def test_earlier_rows_need_the_same_teacher(tmp_path, capsys):

@@ -42,14 +42,14 @@ def test_backbone_keeps_its_attributes_and_checkpoint_keys():
 
 
 def test_registry_gives_the_methods_in_table_order():
-    assert kd_methods() == ("none", "kd", "cwd", "heteroakd")
+    assert kd_methods() == ("none", "kd", "cwd", "skd", "cirkd", "afdcd", "heteroakd")
     assert [label(k) for k in ("teacher",) + kd_methods()] == [
-        "teacher", "student alone", "logit KD", "CWD", "HeteroAKD"]
+        "teacher", "student alone", "logit KD", "CWD", "SKD", "CIRKD", "Af-DCD", "HeteroAKD"]
     assert DISTILLERS.get("heteroakd") is HeteroAKD and DISTILLERS.get("none") is StudentOnly
     cfg = load_config([], ["kd.kd.tau=2.5"])
     kd = build_distiller("kd", cfg, None, None)
     assert isinstance(kd, LogitKD) and (kd.tau, kd.weight) == (2.5, 1.0)
-    with pytest.raises(ValueError, match="run.kd='fitnet': choose one of none, kd, cwd, heteroakd or all"):
+    with pytest.raises(ValueError, match="run.kd='fitnet': choose one of none, kd, cwd, skd, cirkd, afdcd, heteroakd or all"):
         build_distiller("fitnet", cfg, None, None)
 
 

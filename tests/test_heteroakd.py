@@ -41,9 +41,25 @@ def test_aligned_target_onehot_ignore_and_nearest_resize():
 def test_reliability_is_bce_per_class_and_zero_on_ignore():
     z = lmap([2.0, -1.0], [0.5, 0.5])
     onehot, valid, _ = aligned_target(torch.tensor([[[1, -1]]]), 2, (1, 2))
-    h = reliability(z, onehot, valid)
+    h = reliability(z, onehot, valid, "sigmoid")
     assert h[0, :, 0, 0].tolist() == pytest.approx([softplus(2.0), softplus(1.0)], abs=1e-6)
     assert h[0, :, 0, 1].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="kd.heteroakd.reliability='tanh'"):
+        reliability(z, onehot, valid, "tanh")
+
+
+def test_calibrated_reliability_is_bce_of_the_softmax_probabilities():
+    # 3 classes, label 1: p = softmax(ln 1, ln 2, ln 5) = (.125, .25, .625)
+    z = lmap([0.0, math.log(2), math.log(5)], [7.0, 7.0, 7.0])
+    onehot, valid, _ = aligned_target(torch.tensor([[[1, -1]]]), 3, (1, 2))
+    h = reliability(z, onehot, valid)  # the default form
+    expected = [-math.log(1 - 0.125), -math.log(0.25), -math.log(1 - 0.625)]
+    assert h[0, :, 0, 0].tolist() == pytest.approx(expected, abs=1e-6)
+    assert h[0, :, 0, 1].tolist() == [0.0, 0.0, 0.0]
+    assert torch.allclose(reliability(z + 100.0, onehot, valid), h, atol=1e-5)  # no absolute level
+    # near-certain predictions stay finite: p_c -> 1 on a wrong class is a large, finite H
+    sure = reliability(lmap([0.0, 0.0, 200.0]), onehot[..., :1], valid[..., :1])
+    assert torch.isfinite(sure).all() and sure[0, 2, 0, 0] > 50 and sure[0, 1, 0, 0] > 150
 
 
 def test_kmm_teacher_better_on_one_class_worse_on_other():
@@ -52,7 +68,7 @@ def test_kmm_teacher_better_on_one_class_worse_on_other():
     z_t = lmap([3.0, 1.0, -2.0], [1.0, -1.0, -1.0])
     z_s = lmap([-1.0, -2.0, 0.0], [-2.0, -1.0, 2.0])
     onehot, valid, _ = aligned_target(torch.tensor([[[0, 2]]]), 3, (1, 2))
-    h_t, h_s = reliability(z_t, onehot, valid), reliability(z_s, onehot, valid)
+    h_t, h_s = reliability(z_t, onehot, valid, "sigmoid"), reliability(z_s, onehot, valid, "sigmoid")
     s_t, z_h = knowledge_mix(z_t, z_s, h_t, h_s, eps=0.0)
     # BCE of sigmoid(z) against y: softplus(-z) for y = 1, softplus(z) for y = 0
     ht = [[softplus(-3.0), softplus(1.0), softplus(-2.0)], [softplus(1.0), softplus(-1.0), softplus(1.0)]]
@@ -69,7 +85,7 @@ def test_kmm_teacher_better_on_one_class_worse_on_other():
         assert z_h[0, :, 0, p].tolist() == pytest.approx(expected, abs=1e-5)
     # the hybrid is more reliable than the worse of the two on every class where they differ, and
     # than the student at pixel 0 / the teacher at pixel 1 over all classes
-    h_h = reliability(z_h, onehot, valid)
+    h_h = reliability(z_h, onehot, valid, "sigmoid")
     worse, differ = torch.maximum(h_t, h_s), (h_t - h_s).abs() > 1e-3
     assert (h_h <= worse + 1e-6).all() and (h_h < worse)[differ].all() and differ.sum() == 5
     assert h_h[..., 0].sum() < h_s[..., 0].sum() and h_h[..., 1].sum() < h_t[..., 1].sum()
@@ -176,46 +192,86 @@ def test_weighted_soft_loss_is_stationary_at_the_target(form, axis):
         p, log_q = F.softmax(z_h, 1), F.log_softmax(z_s, 1)
         weighted_soft_loss(p * (p.log() - log_q), w, valid).backward()
         assert z_s.grad.abs().max().item() > 1e-3
-    # the whole stage: a teacher equal to the student makes Z_H = Z_S, with W from KEM
-    akd = HeteroAKD(3, [1], [1], weight_axis=axis, kl_form=form, tau=2.0)
+    # the whole stage: a teacher equal to the student makes Z_H = Z_S (up to a per-pixel constant in
+    # the calibrated form, which the softmax form ignores), with W from KEM
+    akd = HeteroAKD(3, [1], [1], weight_axis=axis, kl_form=form, tau=2.0,
+                    reliability="softmax" if form == "softmax" else "sigmoid")
     onehot, valid, _ = aligned_target(torch.tensor([[[0, 1], [2, -1]], [[1, 1], [0, 2]]]), 3, (2, 2))
     z_s = z_h.clone().requires_grad_(True)
     akd.stage_loss(z_h.clone(), z_s, onehot, valid)["akd"].backward()
     assert z_s.grad.abs().max().item() < 1e-6
 
 
-def _hand_default_stage_loss(zt_pixels, zs_pixels, labels, c=3, eps=1e-6):
-    """Default stage loss (KMM, KEM over classes, generalised-KL softmax form, tau 1) in plain floats."""
+def _hand_stage_loss(zt_pixels, zs_pixels, labels, form="softmax", c=3, eps=1e-6):
+    """Stage loss (KMM, KEM over classes, generalised-KL softmax form, tau 1) in plain floats, with
+    the calibrated reliability ("softmax": BCE of softmax probabilities, logits centred before the
+    mix) or the literal one ("sigmoid": BCE of sigmoid(z), raw logits mixed)."""
+
+    def softmax(z):
+        return [math.exp(v) / sum(math.exp(u) for u in z) for v in z]
+
+    def rel(z, y):
+        if form == "sigmoid":
+            return [softplus(-z[k]) if k == y else softplus(z[k]) for k in range(c)]
+        p = softmax(z)
+        return [-math.log(p[k]) if k == y else -math.log(1 - p[k]) for k in range(c)]
+
     total, n = 0.0, 0
     for zt, zs, y in zip(zt_pixels, zs_pixels, labels):
         if y < 0:
             continue
         n += 1
-        bce = [lambda z, k=k: softplus(-z) if k == y else softplus(z) for k in range(c)]
-        h_t = [bce[k](zt[k]) for k in range(c)]
-        h_s = [bce[k](zs[k]) for k in range(c)]
+        if form == "softmax":
+            zt, zs = [v - sum(zt) / c for v in zt], [v - sum(zs) / c for v in zs]
+        h_t, h_s = rel(zt, y), rel(zs, y)
         s_t = [h_s[k] / (h_t[k] + h_s[k] + eps) for k in range(c)]
         z_h = [s_t[k] * zt[k] + (1 - s_t[k]) * zs[k] for k in range(c)]
-        h_h = [bce[k](z_h[k]) for k in range(c)]
+        h_h = rel(z_h, y)
         e = [math.exp(h_s[k] + max(0.0, h_s[k] - h_h[k])) for k in range(c)]
         w = [c * v / sum(e) for v in e]
-        p = [math.exp(v) / sum(math.exp(u) for u in z_h) for v in z_h]
-        q = [math.exp(v) / sum(math.exp(u) for u in zs) for v in zs]
+        p, q = softmax(z_h), softmax(zs)
         total += sum(w[k] * (p[k] * math.log(p[k] / q[k]) - p[k] + q[k]) for k in range(c))
     return total / n
 
 
-def test_default_stage_loss_hand_value():
+@pytest.mark.parametrize("form,value", [("softmax", 0.427508), ("sigmoid", 0.414919)])
+def test_stage_loss_hand_value(form, value):
     zt = [[2.0, -1.0, 0.5], [-1.0, 1.5, 0.0], [9.0, 9.0, 9.0]]
     zs = [[0.0, 0.5, -0.5], [0.5, -1.0, 1.0], [0.0, 0.0, 0.0]]
     labels = [0, 2, -1]
-    akd = HeteroAKD(3, [1], [1])
+    akd = HeteroAKD(3, [1], [1]) if form == "softmax" else HeteroAKD(3, [1], [1], reliability="sigmoid")
     onehot, valid, _ = aligned_target(torch.tensor([[labels]]), 3, (1, 3))
     z_s = lmap(*zs).requires_grad_(True)
     out = akd.stage_loss(lmap(*zt), z_s, onehot, valid)
-    expected = _hand_default_stage_loss(zt, zs, labels)
-    assert expected == pytest.approx(0.414919, abs=1e-6)
+    expected = _hand_stage_loss(zt, zs, labels, form)
+    assert expected == pytest.approx(value, abs=1e-6)
     assert out["akd"].item() == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("axis", WEIGHT_AXES)
+@pytest.mark.parametrize("form", ["softmax", "sigmoid"])
+def test_teacher_share_and_weights_ignore_a_per_pixel_offset_of_the_logits(form, axis):
+    """The projectors are trained by shift-invariant losses only, so each pixel's mean projected
+    logit is arbitrary: the calibrated reliability must not read it; the literal sigmoid form does."""
+    torch.manual_seed(0)
+    z_t, z_s = 2 * torch.randn(2, 4, 3, 3), 2 * torch.randn(2, 4, 3, 3)
+    target = torch.randint(-1, 4, (2, 3, 3))
+    onehot, valid, _ = aligned_target(target, 4, (3, 3))
+    akd = HeteroAKD(4, [1], [1], weight_axis=axis, reliability=form)
+    a_t, a_s = 3 * torch.randn(2, 1, 3, 3), 3 * torch.randn(2, 1, 3, 3)  # independent offsets per pixel
+    base = akd.mix_and_weights(z_t, z_s, onehot, valid)
+    moved = akd.mix_and_weights(z_t + a_t, z_s + a_s, onehot, valid)
+    same = akd.mix_and_weights(z_t + a_t, z_s + a_t, onehot, valid)  # one offset for both
+    loss = akd.stage_loss(z_t, z_s, onehot, valid)["akd"]
+    moved_loss = akd.stage_loss(z_t + a_t, z_s + a_s, onehot, valid)["akd"]
+    if form == "softmax":
+        for m in (moved, same):
+            assert torch.allclose(m["s_t"], base["s_t"], rtol=1e-4, atol=1e-4)
+            assert torch.allclose(m["w"], base["w"], rtol=1e-4, atol=1e-4)
+        assert moved_loss.item() == pytest.approx(loss.item(), rel=1e-4)
+    else:  # the literal form reads the offset: the test can fail
+        assert (moved["s_t"] - base["s_t"]).abs().max() > 0.1
+        assert (same["w"] - base["w"]).abs().max() > 0.1
 
 
 def test_weighted_soft_loss_means_over_valid_pixels():
@@ -227,7 +283,7 @@ def test_weighted_soft_loss_means_over_valid_pixels():
 
 def test_student_gradient_treats_hybrid_and_weights_as_constants():
     torch.manual_seed(0)
-    akd = HeteroAKD(2, [1], [1], [0], [0], tau=2.0, weight_axis="class", kl_form="binary")
+    akd = HeteroAKD(2, [1], [1], [0], [0], tau=2.0, weight_axis="class", kl_form="binary", reliability="sigmoid")
     target = torch.tensor([[[0, 1, -1]]])
     onehot, valid, _ = aligned_target(target, 2, (1, 3))
     z_t = lmap([3.0, -3.0], [2.0, -2.0], [0.0, 0.0]).requires_grad_(True)
@@ -236,9 +292,9 @@ def test_student_gradient_treats_hybrid_and_weights_as_constants():
     out["akd"].backward()
     assert z_t.grad is None
     # d/ds tau^2 KL(Bern(sig(h/tau)) || Bern(sig(s/tau))) = tau (sig(s/tau) - sig(h/tau)), times W / n_valid
-    h_t, h_s = reliability(z_t.detach(), onehot, valid), reliability(z_s.detach(), onehot, valid)
+    h_t, h_s = reliability(z_t.detach(), onehot, valid, "sigmoid"), reliability(z_s.detach(), onehot, valid, "sigmoid")
     _, z_h = knowledge_mix(z_t, z_s, h_t, h_s, 1e-6)
-    w = knowledge_weights(h_s, reliability(z_h, onehot, valid), valid, "class")
+    w = knowledge_weights(h_s, reliability(z_h, onehot, valid, "sigmoid"), valid, "class")
     for p in range(2):
         for c in range(2):
             s, h = z_s[0, c, 0, p].item(), z_h[0, c, 0, p].item()
@@ -258,7 +314,7 @@ def test_heteroakd_total_and_ablation_reduces_to_projected_kd():
     s_feat = [torch.randn(1, 4, 4, 4, requires_grad=True)]
     t_out, s_out = _outputs(t_feat, torch.randn(1, 3, 4, 4)), _outputs(s_feat, torch.randn(1, 3, 4, 4, requires_grad=True))
     akd = HeteroAKD(3, [6], [4], [-1], [0], align_stride=1, kmm=False, kem=False, lambda_kd=0.1,
-                    kl_form="binary", projector_supervision="both")
+                    kl_form="binary", reliability="sigmoid", projector_supervision="both")
     terms = akd(s_out, t_out, target)
     total = terms["ce"] + 0.1 * terms["kd"] + terms["akd"] + terms["proj"]
     assert terms["loss"].item() == pytest.approx(total.item(), abs=1e-6)
@@ -280,6 +336,16 @@ def test_heteroakd_total_and_ablation_reduces_to_projected_kd():
     assert akd2.proj_s[0][0].weight.grad.abs().sum() > 0
 
 
+def test_projector_kinds():
+    akd = HeteroAKD(3, [4], [5], [0], [0], projector="conv_bn_relu")
+    for proj in (akd.proj_t[0], akd.proj_s[0]):
+        assert [type(m) for m in proj] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+        assert proj[0].bias is None and proj[0].kernel_size == (1, 1)
+    assert (akd.proj_s[0](torch.randn(2, 5, 3, 3)) >= 0).all()
+    with pytest.raises(ValueError, match="kd.heteroakd.projector='mlp': choose one of conv, conv_bn_relu"):
+        HeteroAKD(3, [4], [5], [0], [0], projector="mlp")
+
+
 def test_projector_relu_comes_before_the_conv():
     akd = HeteroAKD(3, [4], [5], [0], [0], projector_relu=True)
     for proj in (akd.proj_t[0], akd.proj_s[0]):
@@ -295,6 +361,8 @@ def test_heteroakd_rejects_bad_switches():
         HeteroAKD(3, [4], [4, 8], [-1], [-2, -1])
     with pytest.raises(ValueError, match="kl_form"):
         HeteroAKD(3, [4], [4], [-1], [-1], kl_form="js")
+    with pytest.raises(ValueError, match="kd.heteroakd.reliability='bce'"):
+        HeteroAKD(3, [4], [4], [-1], [-1], reliability="bce")
 
 
 def test_ce_ignores_unlabelled_pixels():

@@ -15,7 +15,8 @@ class DistillRunConfig:
     out_dir: str = "runs/kd"  # the run folder is out_dir/name
     name: Optional[str] = None  # default: <data>_<teacher>_to_<student>
     seed: int = 0  # seed_everything before each model is built (same student init for all)
-    # none | kd | cwd | heteroakd | all (every registered distiller); the table keeps earlier rows
+    # none | kd | cwd | skd | cirkd | afdcd | heteroakd | all (every registered distiller); the
+    # table keeps earlier rows
     # in the folder made with the same config and teacher
     kd: str = "all"
     # a teacher.ckpt written by this command; default <run folder>/teacher.ckpt, trained first when
@@ -95,11 +96,60 @@ class HeteroAKDConfig:
     align_stride: int = 4  # common size of the aligned logits = input / align_stride
     weight_axis: str = "class"  # softmax axis of W: class | pixel | all
     kl_form: str = "softmax"  # softmax (per-class generalised-KL terms) | binary (per-class sigmoid KL)
-    projector_relu: bool = False  # a ReLU on the stage features before the 1x1 conv
+    # reliability H: softmax (calibrated: BCE of softmax(Z) per class, Z_T / Z_S centred per pixel
+    # before the mix; invariant to a per-pixel offset of the logits) | sigmoid (the literal
+    # BCE(sigmoid(Z)) on raw logits, the behaviour before the calibration)
+    reliability: str = "softmax"
+    projector: str = "conv"  # conv (1x1 conv) | conv_bn_relu (1x1 conv, BatchNorm, ReLU: heteroakd_ref)
+    projector_relu: bool = False  # a ReLU on the stage features before the projector
     projector_supervision: str = "teacher"  # teacher | both | none (CE on the projected logits)
     kmm: bool = True  # false: Z_H = Z_T (ablation)
     kem: bool = True  # false: W = 1 (ablation)
     eps: float = 1.0e-6
+
+
+@dataclass
+class SKDConfig:
+    """Structured KD (Liu et al. 2019), without its GAN term: see src/lhl/distill/skd.py."""
+
+    lambda_pi: float = 10.0  # pixel-wise KD on the logits
+    lambda_pa: float = 0.5  # pair-wise similarity distillation on the stage maps
+    tau: float = 1.0  # temperature of the pixel-wise KD
+    pool_scale: float = 0.5  # max-pool windows = scale x map size (0.5: 2 x 2 nodes); 0 = 2 x 2 windows
+    teacher_stage: Union[int, str] = "decoder"  # an encoder stage index or "decoder"
+    student_stage: Union[int, str] = "decoder"
+
+
+@dataclass
+class CIRKDConfig:
+    """Cross-image relational KD (Yang et al. 2022), in-batch: see src/lhl/distill/cirkd.py."""
+
+    lambda_kd: float = 1.0  # pixel-wise logit KD
+    kd_tau: float = 1.0
+    lambda_pixel: float = 1.0  # cross-image pixel-to-pixel relations
+    lambda_region: float = 0.1  # pixel-to-region relations (teacher class means of the batch)
+    tau: float = 0.1  # temperature of the similarity distributions
+    region_kd_tau: float = 1.0  # KD temperature of the pixel-to-region KL
+    align_stride: int = 8  # maps compared at input / align_stride
+    teacher_stage: Union[int, str] = "decoder"
+    student_stage: Union[int, str] = "decoder"
+
+
+@dataclass
+class AfDCDConfig:
+    """Augmentation-free dense contrastive KD (Fan et al. 2023): see src/lhl/distill/afdcd.py."""
+
+    lambda_kd: float = 1.0  # pixel-wise logit KD
+    kd_tau: float = 1.0
+    lambda_fd: float = 2.0e-6  # masked feature mimicking (a sum over the map: scales with its size)
+    lambda_ctr: float = 0.005  # omni-contrastive loss
+    tau: float = 0.07  # InfoNCE temperature
+    groups: int = 16  # channel groups (must divide the teacher stage's channels)
+    pool_size: int = 4  # max-pool before contrasting (skipped on maps smaller than a pooled patch)
+    patch_size: List[int] = field(default_factory=lambda: [4, 4])
+    mask_ratio: float = 0.75  # share of student pixels zeroed before the projector
+    teacher_stage: Union[int, str] = -1  # the last encoder stages
+    student_stage: Union[int, str] = -1
 
 
 @dataclass
@@ -108,6 +158,9 @@ class KDConfig:
 
     kd: LogitKDConfig = field(default_factory=LogitKDConfig)
     cwd: CWDConfig = field(default_factory=CWDConfig)
+    skd: SKDConfig = field(default_factory=SKDConfig)
+    cirkd: CIRKDConfig = field(default_factory=CIRKDConfig)
+    afdcd: AfDCDConfig = field(default_factory=AfDCDConfig)
     heteroakd: HeteroAKDConfig = field(default_factory=HeteroAKDConfig)
 
 

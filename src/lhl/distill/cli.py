@@ -16,7 +16,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     """The flags, presets and key=value overrides (in any order) of `lhl distill`."""
     p = argparse.ArgumentParser(
         prog="lhl distill",
-        description="Train (or load) a teacher, then students alone / KD / CWD / HeteroAKD, one table.",
+        description="Train (or load) a teacher, then students alone / with each distiller (--kd), one table.",
     )
     p.add_argument("--kd", choices=kd_methods() + ("all",), help="method(s) to train (run.kd)")
     p.add_argument("--teacher", help="teacher segmenter name (teacher.name)")

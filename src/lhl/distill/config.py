@@ -44,10 +44,28 @@ def load_config(files: Sequence[str] = (), overrides: Sequence[str] = ()) -> Dic
     return cfg
 
 
+def _choices():
+    """The config keys that take one of a few words, with those words (from the distillers)."""
+    from lhl.distill.heteroakd import KL_FORMS, PROJ_SUPERVISION, PROJECTORS, RELIABILITIES, WEIGHT_AXES
+
+    return {"train.optimizer": OPTIMIZERS, "kd.heteroakd.reliability": RELIABILITIES,
+            "kd.heteroakd.projector": PROJECTORS, "kd.heteroakd.weight_axis": WEIGHT_AXES,
+            "kd.heteroakd.kl_form": KL_FORMS, "kd.heteroakd.projector_supervision": PROJ_SUPERVISION}
+
+
 def validate(cfg: DictConfig) -> None:
-    """Checks the schema's types cannot express (run.kd is checked against the registry at run time)."""
-    if cfg.train.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer={cfg.train.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+    """Checks the schema's types cannot express (run.kd is checked against the registry at run time;
+    stages and channel groups against the segmenters, before the teacher trains)."""
+    for key, allowed in _choices().items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{key}={value!r}: choose one of {', '.join(allowed)}")
+    if not 0 <= cfg.kd.skd.pool_scale <= 1:
+        raise ConfigError(f"kd.skd.pool_scale={cfg.kd.skd.pool_scale}: use a fraction of the map size in "
+                          "(0, 1], or 0 for 2 x 2 pooling windows")
+    if not 0 <= cfg.kd.afdcd.mask_ratio < 1 or len(cfg.kd.afdcd.patch_size) != 2:
+        raise ConfigError(f"kd.afdcd: mask_ratio={cfg.kd.afdcd.mask_ratio} must be in [0, 1) and patch_size="
+                          f"{list(cfg.kd.afdcd.patch_size)} two ints (height, width)")
 
 
 def devices(cfg: DictConfig):

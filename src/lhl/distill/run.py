@@ -1,4 +1,4 @@
-"""`lhl distill`: train (or load) a teacher, then students alone / KD / CWD / HeteroAKD, one table.
+"""`lhl distill`: train (or load) a teacher, then students alone / with each registered distiller, one table.
 
 The run folder gets the resolved `config.yaml`, `teacher.ckpt` (reused when present), one CSV log
 folder per model, and `results.json` + `results.md` (mIoU and pixel accuracy on the val set). The
