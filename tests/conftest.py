@@ -20,6 +20,8 @@ def tiny_overrides(tmp_path: Path, cache: Path, **extra) -> list:
         "data.options": "{n_train: 24, n_val: 8, height: 32, width: 32, seed: 0, cache: '" + str(cache) + "'}",
         "data.batch_size": 4,
         "data.num_workers": 0,
+        "model.backbone": "resnet18",  # the tests' network (the preset's resnet10t changes layer shapes)
+        "model.init": "scratch",  # never the preset's cached synthetic pretraining
         "model.head_width": 8,
         "model.aspp_rates": "[1,2,3]",
         "train.epochs": 1,

@@ -113,3 +113,22 @@ def test_paper_tables_from_a_comparison(toy, tmp_path):
     assert opts["methods"][:len(MAIN)] == MAIN and opts["ref"] == "finetune" and opts["against"] == "had_paper"
     opts = parse(["table=ablation", "seq=x"])
     assert opts["ref"] == "had_paper" and "had_paper_new_first" in opts["methods"]
+
+
+def test_compare_pairs_every_method_with_had_and_lwf(toy):
+    md, obj = compare(toy, ref="finetune")
+    m = obj["methods"]
+    # per-seed Δ: finetune 0 / 0, lwf 0 / 5, had 10 / 15 (see test_compare_pairs_seeds_and_ranks)
+    ft_had = m["finetune"]["paired_delta"]["had"]  # differences -10, -15
+    half = 12.706 * (5 / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1) * sd / sqrt(n)
+    assert ft_had["mean"] == pytest.approx(-12.5)
+    assert ft_had["ci95"] == pytest.approx([-12.5 - half, -12.5 + half], rel=1e-3)
+    assert m["finetune"]["paired_delta"]["lwf"]["mean"] == pytest.approx(-2.5)
+    # lwf - had = -10 on both seeds: no spread, so a mean without an interval
+    assert m["lwf"]["paired_delta"]["had"]["mean"] == pytest.approx(-10.0)
+    assert m["lwf"]["paired_delta"]["had"]["ci95"] is None
+    assert "had" not in m["had"]["paired_delta"] and m["had"]["paired_delta"]["lwf"]["mean"] == pytest.approx(10.0)
+    assert "Paired Δ difference vs had and lwf" in md
+    # without the anchors among the methods there is no paired table
+    md2, obj2 = compare({"finetune": toy["finetune"], "x": toy["lwf"]}, ref="finetune")
+    assert "paired_delta" not in obj2["methods"]["x"] and "Paired" not in md2

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
+from lhl.reporting.paired import paired_deltas
 from lhl.reporting.render import compare_markdown
 from lhl.reporting.results import Metrics, PathLike, Results
 from lhl.reporting.ranks import backward_transfer, delta_after_phases, mean_rank, pairs_by_seed
@@ -93,6 +94,9 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
     means = {n: {t: {m: s["mean"] for m, s in ms.items()} for t, ms in e["final"].items()} for n, e in methods.items()}
     for n, r in mean_rank(means, directions).items():
         methods[n]["mean_rank"] = r
+
+    for n, p in paired_deltas(methods).items():
+        methods[n]["paired_delta"] = p
 
     obj = {"tasks": tasks, "directions": directions, "main_metric": mains, "methods": methods,
            "reference": None if ref_final is None else {"runs": [str(d) for d in ref_dirs], "final": ref_final}}

@@ -9,7 +9,7 @@ import io
 import math
 from typing import Dict, List, Optional
 
-from lhl.reporting.ranks import paired_test
+from lhl.reporting.paired import paired_against
 from lhl.reporting.render import arrow, table
 
 __all__ = ["paper_rows", "paper_markdown", "paper_csv", "paper_latex"]
@@ -18,18 +18,6 @@ __all__ = ["paper_rows", "paper_markdown", "paper_csv", "paper_latex"]
 def _columns(obj: dict) -> List[tuple]:
     """[(task, metric, higher)] in the sequence's order."""
     return [(t, m, h) for t in obj["tasks"] for m, h in obj["directions"].get(t, {}).items()]
-
-
-def paired_against(obj: dict, against: str) -> Dict[str, Optional[dict]]:
-    """{method: paired test of its per-seed Δ minus `against`'s, over the seeds both have}."""
-    base = (obj["methods"].get(against) or {}).get("delta_per_seed") or {}
-    out = {}
-    for name, e in obj["methods"].items():
-        mine = e.get("delta_per_seed") or {}
-        seeds = [s for s in mine if s in base]
-        out[name] = None if name == against or not seeds else paired_test([mine[s] for s in seeds],
-                                                                           [base[s] for s in seeds])
-    return out
 
 
 def paper_rows(obj: dict, against: str) -> List[dict]:

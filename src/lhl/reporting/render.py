@@ -110,6 +110,29 @@ def _fmt_rank(v: Optional[float]) -> str:
     return "—" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
+def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Sequence[str] = ("had", "lwf")) -> list:
+    """Lines of a table: per method, the paired Δ difference against each anchor `mean [lo, hi]`,
+    starred when the interval excludes 0."""
+    present = [a for a in anchors if any(a in p for p in paired.values())]
+    if not present:
+        return []
+
+    def cell(t):
+        if not t or t.get("mean") is None:
+            return "—"
+        if t.get("ci95") is None:
+            return f"{t['mean']:+.2f}"
+        lo, hi = t["ci95"]
+        return f"{t['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (" *" if lo > 0 or hi < 0 else "")
+
+    lines = ["## Paired Δ difference vs " + " and ".join(present) + " (percentage points, 95 % t interval over seeds)",
+             "", "Δ of the method minus Δ of the anchor, seed by seed; * = the interval excludes 0.", "",
+             "| method | " + " | ".join(f"vs {a}" for a in present) + " |",
+             "|---" * (len(present) + 1) + "|"]
+    lines += [f"| {name} | " + " | ".join(cell(p.get(a)) for a in present) + " |" for name, p in paired.items()]
+    return lines + [""]
+
+
 def compare_markdown(obj: dict) -> str:
     """The comparison of `aggregate.compare`: per task a table of methods, then Δ and forgetting."""
     methods = obj["methods"]
@@ -129,6 +152,7 @@ def compare_markdown(obj: dict) -> str:
         pairing = {e.get("delta_pairing") for e in methods.values()}
         lines += [f"Δ pairs each seed with the reference's run of the same seed" if pairing == {"seed"} else
                   "Δ against the mean of the reference's runs (seeds not matched)", ""]
+        lines += paired_markdown({n: e["paired_delta"] for n, e in methods.items() if e.get("paired_delta")})
         after = [[name] + [_pm(s, "+.2f") for s in (e.get("delta_after_phases") or [])] for name, e in methods.items()]
         width = max(len(r) for r in after) - 1
         if width > 0:

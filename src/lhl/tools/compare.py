@@ -29,7 +29,7 @@ USAGE = """usage: lhl compare seq=NAME methods="m1 m2 ..." [seeds="0 1 2"] [ref=
                    [aggregate=true | --aggregate-only] [slurm=true JOB_KEYS] [key=value ...]
        lhl compare runs="GLOB ..." [ref=LABEL] [out=DIR]
 
-  seq= methods= seeds=    the runs: one per method x seed (seeds= absent: the preset's run.seed)
+  seq= methods= seeds=    the runs: one per method x seed (seeds= absent: the preset's run.seeds, else run.seed)
   ref=METHOD              Δ against this method's runs (added to the runs when not in methods=)
   sweep=key=v1,v2         one run per method x seed x value (labels "method key=value")
   aggregate=true          never train: read the finished runs, name the missing / unfinished ones
@@ -87,12 +87,16 @@ def plan(opts: dict) -> List[Tuple[str, List[str], object]]:
     if ref and ref not in methods:
         methods.append(ref)
     values = [None] if opts["sweep"] is None else opts["sweep"][1]
+    seeds = opts["seeds"]
+    if seeds == [None]:  # no seeds=: the preset's run.seeds, else its run.seed
+        preset_seeds = load_config([], [f"seq={seq}", *opts["rest"]]).run.seeds
+        seeds = [None] if not preset_seeds else [int(s) for s in preset_seeds]
     out = []
     for method in methods:
         for value in ([None] if method == ref and ref not in opts["methods"] else values):
             extra = [] if value is None else [f"{opts['sweep'][0]}={value}"]
             label = method if value is None else f"{method} {extra[0]}"
-            for seed in opts["seeds"]:
+            for seed in seeds:
                 args = [f"seq={seq}", f"method={method}", *([f"seed={seed}"] if seed is not None else []),
                         *opts["rest"], *extra]
                 out.append((label, args, load_config([], args)))

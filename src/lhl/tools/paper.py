@@ -20,7 +20,8 @@ from lhl.config import ConfigError
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.core.registry import METHODS
 from lhl.engine.build import run_folder_of
-from lhl.reporting.paper_tables import paired_against, paper_csv, paper_latex, paper_markdown
+from lhl.reporting.paired import paired_against
+from lhl.reporting.paper_tables import paper_csv, paper_latex, paper_markdown
 from lhl.tools import compare as cmp
 
 USAGE = """usage: lhl paper table=main|ablation seq=NAME [seeds="0 1 2"] [aggregate=true] [methods="..."]

@@ -83,7 +83,8 @@ def render(scene: Scene, height: int, width: int, rng: np.random.Generator) -> d
     """All modalities of one view: image (H, W, 3) in [0, 1], depth (H, W), normal (H, W, 3), label (H, W).
 
     Also returns the exact, hole-free `clean_depth`, `clean_label` and the noiseless `clean_image`
-    (for tests). Normals follow the NYUv2 MTAN convention (see lhl.data.sources.nyuv2).
+    (for tests), the surface `instance` and its `material` family (materials.MATERIALS; -1 in holes),
+    the label of the task-agnostic pretraining. Normals follow the NYUv2 MTAN convention (see lhl.data.sources.nyuv2).
     """
     rays = pixel_rays(height, width)
     d = rays @ scene.rotation.T
@@ -103,6 +104,7 @@ def render(scene: Scene, height: int, width: int, rng: np.random.Generator) -> d
     depth = t.reshape(height, width).astype(np.float32)
     normal = to_mtan_normals(n_world @ scene.rotation).reshape(height, width, 3).astype(np.float32)
     label = scene.surfaces["cls"][surf].reshape(height, width)
+    material = scene.surfaces["material"][surf].reshape(height, width)
     holes = _holes(rng, depth)
     return {
         "image": np.clip(noisy, 0.0, 1.0).astype(np.float32),
@@ -113,4 +115,5 @@ def render(scene: Scene, height: int, width: int, rng: np.random.Generator) -> d
         "clean_depth": depth,
         "clean_label": label,
         "instance": surf.reshape(height, width),
+        "material": np.where(holes, -1, material),
     }

@@ -25,21 +25,23 @@ FLOOR, CEILING, WALL_FACES = 2, 3, (0, 1, 4, 5)
 
 @dataclass
 class Surfaces:
-    """Per-instance appearance: class, two colours, solid-texture parameters, emissive flag."""
+    """Per-instance appearance: class, two colours, solid-texture parameters, emissive flag, material."""
 
     cls: List[int] = field(default_factory=list)
     color_a: List[np.ndarray] = field(default_factory=list)
     color_b: List[np.ndarray] = field(default_factory=list)
     tex: List[np.ndarray] = field(default_factory=list)
     emissive: List[float] = field(default_factory=list)
+    material: List[int] = field(default_factory=list)
 
     def add(self, rng: np.random.Generator, name: str) -> int:
-        a, b, tex, emissive = appearance(rng, name)
+        a, b, tex, emissive, material = appearance(rng, name)
         self.cls.append(CLASS_ID[name])
         self.color_a.append(a)
         self.color_b.append(b)
         self.tex.append(tex)
         self.emissive.append(emissive)
+        self.material.append(material)
         return len(self.cls) - 1
 
     def arrays(self) -> dict:
@@ -49,6 +51,7 @@ class Surfaces:
             "color_b": np.array(self.color_b, np.float32),
             "tex": np.array(self.tex, np.float32),
             "emissive": np.array(self.emissive, np.float32),
+            "material": np.array(self.material, np.int64),
         }
 
 

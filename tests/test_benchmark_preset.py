@@ -1,0 +1,22 @@
+"""The CPU benchmark preset (`synthetic_s1`): what it is built from, and compare's default seeds."""
+from lhl.config import load_config
+from lhl.tools.compare import parse, plan
+
+
+def test_the_benchmark_preset_starts_from_the_synthetic_pretraining():
+    cfg = load_config([], ["seq=synthetic_s1", "method=finetune"])
+    assert cfg.model.init == "synthetic_pretrained" and not cfg.model.pretrained
+    assert cfg.model.backbone == "resnet10t" and list(cfg.run.seeds) == [0, 1, 2, 3, 4]
+    # the test suite's preset stays from scratch
+    assert load_config([], ["seq=synthetic_small_s1"]).model.init == "scratch"
+
+
+def test_compare_runs_the_presets_seeds_unless_given():
+    runs = plan(parse(["seq=synthetic_s1", "methods=finetune lwf"]))
+    assert [(label, cfg.run.seed) for label, _, cfg in runs] == [
+        ("finetune", s) for s in range(5)] + [("lwf", s) for s in range(5)]
+    runs = plan(parse(["seq=synthetic_s1", "methods=finetune", "seeds=7 8"]))
+    assert [cfg.run.seed for _, _, cfg in runs] == [7, 8]
+    # a preset without run.seeds runs its run.seed once
+    runs = plan(parse(["seq=synthetic_small_s1", "methods=finetune"]))
+    assert [cfg.run.seed for _, _, cfg in runs] == [0]
