@@ -30,10 +30,10 @@ RUNS_DIR ?= runs
 opt = $(if $(2),$(1)=$(2))
 RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER))
 
-.PHONY: install experiment compare paper report distill bench bench-e2e slurm test clean-runs help
+.PHONY: install experiment compare compare-upgrade paper report curves distill bench bench-e2e slurm test clean-runs help
 
 help:
-	@echo "make install | experiment | compare | paper TABLE=main|ablation | report RUN=... [REF=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
+	@echo "make install | experiment | compare | compare-upgrade | paper TABLE=main|ablation | report RUN=... [REF=...] | curves SEQ=... EPOCHS=... | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
 
 install: $(STAMP)
 
@@ -50,6 +50,13 @@ experiment: install
 compare: install
 	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
 
+# make compare-upgrade [SEQ=synthetic_s1] [SEEDS="0 1 2 3 4"]: the four rows of README "Upgrading the
+# architecture mid-sequence" (stay on model.backbone; upgrade with blank old heads; with output
+# distillation; with output + aligned-feature distillation), Δ against staying
+UPGRADE_ROWS ?= had had_upgrade_blank had_upgrade_output had_upgrade_feature
+compare-upgrade: install
+	$(BIN)/lhl compare seq=$(SEQ) methods="$(UPGRADE_ROWS)" seeds="$(or $(SEEDS),0 1 2 3 4)" ref=had $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+
 # make paper TABLE=main|ablation SEQ=... SEEDS="0 1 2" [AGGREGATE=1] [ARGS="train.max_steps=20"]
 TABLE ?= main
 AGGREGATE ?=
@@ -59,6 +66,16 @@ paper: install
 report: install
 	$(if $(RUN),,$(error make report RUN=<run folder> [REF=<reference run folder>]))
 	$(BIN)/lhl report $(RUN) $(if $(REF),--ref $(REF))
+
+# make curves SEQ=... EPOCHS=<2E> [SEED=0]: finetune for twice the preset's E epochs, validating
+# every epoch, into $(RUNS_DIR)/curves/<seq>/e<EPOCHS>/seed<k>; then lhl curves: per phase, the
+# trained task's main metric at E/2 and E of this run (>= 90 % reached: converged; README "Metrics")
+EPOCHS ?=
+CURVES_RUN = curves/$(SEQ)/e$(EPOCHS)/seed$(or $(SEED),0)
+curves: install
+	$(if $(EPOCHS),,$(error make curves SEQ=<sequence> EPOCHS=<twice the epochs to check> [SEED=0]))
+	$(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(EPOCHS) eval.every_n_epochs=1 seed=$(or $(SEED),0) run.name=$(CURVES_RUN) run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+	$(BIN)/lhl curves $(RUNS_DIR)/$(CURVES_RUN)
 
 clean-runs:
 	@if [ -d "$(RUNS_DIR)" ]; then \

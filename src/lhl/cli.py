@@ -1,4 +1,4 @@
-"""The `lhl` command: run, compare, report, data, distill, bench, slurm, list, runs.
+"""The `lhl` command: run, compare, report, curves, data, distill, bench, slurm, list, runs.
 
 Every Make target is a thin wrapper over one of these sub-commands.
 """
@@ -17,6 +17,7 @@ commands:
   compare [key=value ...]                 several methods and seeds of one sequence, one table
   paper table=main|ablation seq=... [seeds=...]   the paper's tables (runs + compare + md/csv/tex)
   report RUN [--ref RUN] [--json OUT]     results, delta and forgetting of a run folder
+  curves RUN [--out FILE]                 learning curves within each phase (eval.every_n_epochs)
   data synth --out DIR [...]              write a synthetic-rooms set (+ grid.png)
   data convert-nyuv2 --mat F --splits F --out DIR
   data convert-cityscapes --src DIR --out DIR
@@ -50,6 +51,7 @@ COMMANDS = {
     "compare": "lhl.tools.compare:cli",
     "paper": "lhl.tools.paper:cli",
     "report": "lhl.reporting.report_cli:cli",
+    "curves": "lhl.reporting.curves:cli",
     "distill": "lhl.distill.cli:cli",
     "bench": "lhl.tools.bench:cli",
     "bench-e2e": "lhl.tools.bench_e2e:cli",

@@ -151,7 +151,9 @@ def check_processes(cfg: DictConfig, world: Optional[int]) -> None:
 
 def resolve(cfg: DictConfig) -> DictConfig:
     """Check everything a run will build from `cfg`; returns `cfg` unchanged."""
-    method_options(cfg)
+    from lhl.config.upgrade import check_upgrade
+
+    check_upgrade(cfg, *method_options(cfg))
     sequence_tasks(cfg)
     world = expected_processes(cfg)
     if world is not None and cfg.data.get("global_batch_size") is not None:

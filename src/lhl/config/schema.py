@@ -16,6 +16,8 @@ class RunConfig:
     seed: int = 0
     resume: bool = True  # re-running on an existing run folder continues after its last phase
     method_tag: Optional[str] = None  # the method preset's name (had_faithful); default method.name
+    # the seeds `lhl compare` / `lhl paper` run when given no seeds= (a benchmark preset's count)
+    seeds: Optional[List[int]] = None
 
 
 @dataclass
@@ -54,6 +56,15 @@ class ModelConfig:
     # zero-initialise the last BatchNorm of every residual block (timm's default); false: torchvision's
     # init, as the release builds its ResNet (matters from scratch, not with pretrained weights)
     zero_init_last: bool = True
+    # scratch | synthetic_pretrained: the backbone pretrained once on a disjoint synthetic-rooms set
+    # (material families; cached under $LHL_CACHE/init), ImageNet's stand-in for the CPU presets
+    init: str = "scratch"
+    # an architecture upgrade mid-sequence (README "Upgrading the architecture mid-sequence"): from
+    # phase upgrade_at (1 .. phases-1) the student is a new network whose encoder is upgrade_to (a
+    # timm name, or a deeplabv3_<timm encoder> segmenter name), with blank heads for every task seen;
+    # the old network is its frozen teacher. Both null: no upgrade
+    upgrade_at: Optional[int] = None
+    upgrade_to: Optional[str] = None
 
 
 @dataclass
@@ -62,6 +73,7 @@ class TrainConfig:
     max_steps: int = -1  # per phase; -1 = epochs decide
     limit_train_batches: Optional[float] = None
     optimizer: str = "adam"  # adam | adamw | sgd
+    lr_schedule: str = "constant"  # over each phase: constant (the release) | cosine | poly (power 0.9)
     lr: float = 1e-4
     weight_decay: float = 1e-5
     momentum: float = 0.9  # sgd only
@@ -92,6 +104,9 @@ class EvalConfig:
     reduction: str = "global"  # global (exact, DDP-safe) | mtan (the release's per-batch averaging)
     limit_batches: Optional[float] = None
     gallery_samples: int = 4  # val images in the per-phase prediction gallery (0 = none)
+    # learning curves: also validate every N epochs during each phase's fit, recorded in the run
+    # folder's curves.json (lhl curves); training and the final results are unchanged. null: off
+    every_n_epochs: Optional[int] = None
 
 
 @dataclass

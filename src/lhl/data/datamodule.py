@@ -124,9 +124,11 @@ class LifelongDataModule(pl.LightningDataModule):
             UnrepeatedDistributedSampler(ds, num_replicas=world, rank=rank, shuffle=False)
             if world > 1 else None
         )
+        # its own generator: an iterator draws its base seed from it, not from the training RNG, so
+        # validating (also mid-fit, eval.every_n_epochs, or on a resume) leaves training's streams alone
         return DataLoader(
             ds, batch_size=self.cfg.eval_batch_size or per_process_batch(self.cfg, world), shuffle=False,
-            sampler=sampler, drop_last=False, **self._loader_kwargs(),
+            sampler=sampler, drop_last=False, generator=torch.Generator().manual_seed(0), **self._loader_kwargs(),
         )
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int = 0):

@@ -29,7 +29,9 @@ class Phase:
 
     train_tasks: the tasks whose labels this phase uses; old_tasks: tasks learned before on the
     same network (the teacher's heads); eval_tasks: evaluated on the val set after the phase;
-    slice: the train slice (None = the whole set); fresh_model: start from a new network.
+    slice: the train slice (None = the whole set); fresh_model: start from a new network;
+    upgrade: the student becomes a new network of another architecture here (`model.upgrade_at`),
+    with heads for every seen task, and the old network is its teacher.
     """
 
     index: int
@@ -38,6 +40,7 @@ class Phase:
     eval_tasks: Tuple[str, ...] = ()
     slice: Optional[int] = None
     fresh_model: bool = False
+    upgrade: bool = False
 
     @property
     def seen_tasks(self) -> Tuple[str, ...]:
@@ -50,8 +53,9 @@ def sequential(order: Sequence[str]) -> List[PhaseRequest]:
     return [PhaseRequest(tasks=(t,), slice=i) for i, t in enumerate(order)]
 
 
-def resolve_plan(requests: Sequence[PhaseRequest]) -> List[Phase]:
-    """Phases with their old and evaluated tasks: a fresh model forgets what came before it."""
+def resolve_plan(requests: Sequence[PhaseRequest], upgrade_at: Optional[int] = None) -> List[Phase]:
+    """Phases with their old and evaluated tasks: a fresh model forgets what came before it;
+    phase `upgrade_at` (when given) is the one whose student is a new architecture."""
     phases: List[Phase] = []
     seen: List[str] = []
     for i, req in enumerate(requests):
@@ -60,7 +64,7 @@ def resolve_plan(requests: Sequence[PhaseRequest]) -> List[Phase]:
         old = tuple(t for t in seen if t not in req.tasks)
         seen += [t for t in req.tasks if t not in seen]
         evaluated = tuple(req.eval_tasks) if req.eval_tasks is not None else tuple(seen)
-        phases.append(Phase(i, tuple(req.tasks), old, evaluated, req.slice, req.fresh_model))
+        phases.append(Phase(i, tuple(req.tasks), old, evaluated, req.slice, req.fresh_model, i == upgrade_at))
     return phases
 
 

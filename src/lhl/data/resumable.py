@@ -28,6 +28,7 @@ class ResumableBatchSampler(Sampler[List[int]]):
         self.generator = generator
         self.epoch_start_state: Optional[torch.Tensor] = None  # the generator before this epoch's draw
         self._restore: Optional[torch.Tensor] = None
+        self._redraw_base_seed = False
         self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -35,15 +36,20 @@ class ResumableBatchSampler(Sampler[List[int]]):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def resume(self, generator_state: Optional[torch.Tensor], skip: int) -> None:
-        self._restore, self._skip = generator_state, int(skip)
+    def resume(self, generator_state: Optional[torch.Tensor], skip: int, redraw_base_seed: bool = False) -> None:
+        """At the next `__iter__`: the generator set to `generator_state` (after the loader drew its
+        base seed), after replaying that draw when `redraw_base_seed` (the state is from before it),
+        then `skip` batches skipped."""
+        self._restore, self._skip, self._redraw_base_seed = generator_state, int(skip), redraw_base_seed
 
     def __iter__(self) -> Iterator[List[int]]:
         if self.generator is not None:
             if self._restore is not None:
                 self.generator.set_state(self._restore)
+                if self._redraw_base_seed:  # DataLoader's own draw (_BaseDataLoaderIter), as uninterrupted
+                    torch.empty((), dtype=torch.int64).random_(generator=self.generator)
             self.epoch_start_state = self.generator.get_state()
-        self._restore = None
+        self._restore, self._redraw_base_seed = None, False
         skip, self._skip = self._skip, 0
         for i, batch in enumerate(self.inner):
             if i >= skip:
@@ -78,9 +84,12 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         bs: ResumableBatchSampler = self.batch_sampler
         gen_state = state.get("generator_state")
-        if state.get("epoch_end"):  # before the next iterator draws its base seed, as uninterrupted
+        if state.get("epoch_end"):  # the state the next epoch's iterator starts from, uninterrupted
+            # Lightning may create that iterator before or after this call (a checkpoint saved at an
+            # epoch's last batch vs at an in-fit validation's end): set it now for the base seed,
+            # and again when the permutation is drawn, after replaying the base-seed draw
             if gen_state is not None and bs.generator is not None:
                 bs.generator.set_state(gen_state)
-            bs.resume(None, 0)
+            bs.resume(gen_state, 0, redraw_base_seed=True)
         else:  # after the base seed: the permutation of the interrupted epoch, then skip its done batches
             bs.resume(gen_state, state.get("batches_done", 0))

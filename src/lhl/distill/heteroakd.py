@@ -7,7 +7,7 @@ KMM mixes a hybrid target Z_H = S_T Z_T + (1 - S_T) Z_S with teacher share
 S_T = H_S / (H_T + H_S + eps); KEM weighs the soft-target loss from Z_H to Z_S by
 W = softmax(H_S + max(0, H_S - H_H)). Targets and weights are detached. The total adds CE to GT
 and plain logit KD (lambda_kd 0.1) on the final logits. The per-pixel maths is in
-`lhl.distill.heteroakd_terms`.
+`lhl.losses.aligned_logits`.
 
 Choices the paper leaves open, as switches (defaults first):
 - `reliability` ("softmax"): H from softmax(Z) over classes, with Z_T, Z_S centred per pixel
@@ -46,7 +46,7 @@ from torch import Tensor, nn
 
 from lhl.core.registry import DISTILLERS
 from lhl.distill.baselines import Distiller, ce_loss, kd_loss
-from lhl.distill.heteroakd_terms import (  # noqa: F401  (re-exported: the module's public maths)
+from lhl.losses.aligned_logits import (  # noqa: F401  (re-exported: the module's public maths)
     KL_FORMS, RELIABILITIES, WEIGHT_AXES, centred, knowledge_mix, knowledge_weights, reliability,
     soft_target_terms, weighted_soft_loss,
 )

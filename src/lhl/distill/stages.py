@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple, Union
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lhl.tasks.semantic import valid_classes
+from lhl.losses.aligned_logits import aligned_target, target_at  # noqa: F401  (re-exported)
 
 Stage = Union[int, str]
 
@@ -42,19 +40,3 @@ def common_size(target: Tensor, stride: int) -> Tuple[int, int]:
     """The size input / `stride` (at least 1x1) at which maps of two segmenters are compared."""
     h, w = target.shape[-2:]
     return max(1, h // int(stride)), max(1, w // int(stride))
-
-
-def target_at(target: Tensor, size) -> Tensor:
-    """Labels resized nearest to `size` (ignore values survive)."""
-    if tuple(target.shape[-2:]) == tuple(size):
-        return target
-    return F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
-
-
-def aligned_target(target: Tensor, num_classes: int, size) -> Tuple[Tensor, Tensor, Tensor]:
-    """Labels at `size`: one-hot float [B, C, h, w], valid mask [B, h, w] and the resized labels."""
-    small = target_at(target, size)
-    valid = valid_classes(small, num_classes)
-    safe = torch.where(valid, small, torch.zeros_like(small))
-    onehot = F.one_hot(safe.long(), num_classes).permute(0, 3, 1, 2).float() * valid[:, None]
-    return onehot, valid, small

@@ -3,7 +3,7 @@ the resolved phase plan and the run folder."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -13,6 +13,7 @@ from lhl.config.resolve import method_options, sequence_tasks
 from lhl.data.protocol import Phase, resolve_plan
 from lhl.engine.run_folder import RunFolder
 from lhl.engine.run_identity import config_key, results_overrides
+from lhl.engine.synthetic_init import apply_init
 from lhl.methods.base import Method
 from lhl.models import MultiHeadPredictor
 from lhl.tasks import TaskSpec, build_task
@@ -37,8 +38,8 @@ def build_method(cfg: DictConfig, specs: Dict[str, TaskSpec]) -> Method:
     return cls(options, specs)
 
 
-def build_plan(method: Method, specs: Dict[str, TaskSpec]) -> List[Phase]:
-    return resolve_plan(method.plan(list(specs)))
+def build_plan(method: Method, specs: Dict[str, TaskSpec], upgrade_at: Optional[int] = None) -> List[Phase]:
+    return resolve_plan(method.plan(list(specs)), upgrade_at)
 
 
 def build_network(cfg: DictConfig) -> MultiHeadPredictor:
@@ -48,6 +49,7 @@ def build_network(cfg: DictConfig) -> MultiHeadPredictor:
         head_width=m.head_width, aspp_rates=list(m.aspp_rates), dropout=m.dropout,
         zero_init_last=m.zero_init_last,
     )
+    apply_init(net, cfg)
     if cfg.train.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net

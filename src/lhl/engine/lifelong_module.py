@@ -5,17 +5,22 @@ The teacher (a frozen copy of the network taken at the phase boundary by the `Te
 callback, `lhl.engine.teacher`) is held outside the module tree: it is not in `state_dict`, the
 optimiser or DDP, and Lightning's `train()` never reaches it. A mid-phase (SLURM) checkpoint saves
 it explicitly, since the student has moved on from it; a phase checkpoint does not need it.
+
+At an architecture upgrade (`model.upgrade_at`) the teacher is the old network, set by the runner,
+and the method may hand over an `aligner` (trainable projectors, `Method.upgrade_aligner`): it is a
+submodule, trained and checkpointed with the network, and each step then also passes both
+networks' encoder stages to the method.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from lhl.core.optim import build_optimizer
+from lhl.core.optim import build_optimizer, phase_schedule
 from lhl.core.rng import rng_states, set_rng_states
 from lhl.data.protocol import Phase
 from lhl.methods.base import Method, Step
@@ -29,16 +34,19 @@ class LifelongModule(pl.LightningModule):
 
     def __init__(
         self, network: MultiHeadPredictor, method: Method, phase: Phase, train_cfg: DictConfig,
-        eval_reduction: str = "global", step_offset: int = 0,
+        eval_reduction: str = "global", step_offset: int = 0, aligner: Optional[nn.Module] = None,
     ):
         super().__init__()
         self.network = network
+        self.aligner = aligner
         self.method = method
         self.phase = phase
         self.train_cfg = train_cfg
         self.step_offset = int(step_offset)  # steps of the earlier phases (the runner owns the count)
         self.metrics = nn.ModuleDict({t: network.specs[t].metric(eval_reduction) for t in phase.eval_tasks})
         self.last_eval: Dict[str, Dict[str, float]] = {}
+        self.curve: List[dict] = []  # one row per in-fit validation (eval.every_n_epochs): curves.json
+        self._fit_rng = None  # the RNG states an in-fit validation gives back (on_validation_end)
         self.phase_ended = False  # set when the method's end-of-phase estimates ran
         self._unobserved = False
         hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
@@ -57,7 +65,7 @@ class LifelongModule(pl.LightningModule):
         hold_outside(self, "_teacher_fn", torch.compile(teacher) if compile and teacher is not None else teacher)
 
     def needs_teacher(self) -> bool:
-        return bool(self.phase.old_tasks) and self.method.uses_teacher
+        return bool(self.phase.old_tasks) and self.method.uses_teacher_in(self.phase)
 
     def on_fit_start(self) -> None:
         """The teacher was set by the `TeacherSwap` callback (which runs first); the method's state
@@ -74,9 +82,17 @@ class LifelongModule(pl.LightningModule):
     # --- training -----------------------------------------------------------------------------
     def training_step(self, batch: Dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]
-        student = self._student_fn(images, self.method.student_heads(self.phase))
-        teacher = self.teacher_outputs(images) if self.needs_teacher() else None
-        terms, diagnostics = self.method.loss_terms(Step(self.network, student, teacher, batch, self.phase))
+        heads = self.method.student_heads(self.phase)
+        teacher = s_feats = t_feats = None
+        if self.aligner is None:
+            student = self._student_fn(images, heads)
+            if self.needs_teacher():
+                teacher = self.teacher_outputs(images)
+        else:  # an upgrade with feature distillation: both networks' stages too
+            student, s_feats = self.network.forward_with_features(images, heads)
+            teacher, t_feats = self.teacher_outputs_with_features(images)
+        step = Step(self.network, student, teacher, batch, self.phase, s_feats, t_feats, self.aligner)
+        terms, diagnostics = self.method.loss_terms(step)
         loss = torch.stack(list(terms.values())).sum()
         logs = {f"loss/{name}": value.detach() for name, value in terms.items()}
         logs.update(diagnostics)
@@ -108,6 +124,12 @@ class LifelongModule(pl.LightningModule):
                 out = self._teacher_fn(images, old)
         return {t: v.clone() for t, v in out.items()}
 
+    def teacher_outputs_with_features(self, images: Tensor) -> Tuple[Dict[str, Tensor], List[Tensor]]:
+        """`teacher_outputs` and the teacher's encoder stages, from the same single pass."""
+        with torch.inference_mode():
+            out, feats = self._teacher.forward_with_features(images, list(self.phase.old_tasks))
+        return {t: v.clone() for t, v in out.items()}, [f.clone() for f in feats]
+
     def on_before_optimizer_step(self, optimizer) -> None:
         """Between backward (gradients unscaled under AMP) and the step: the method's gradient hook."""
         self.method.before_optimizer_step(self.network)
@@ -138,7 +160,15 @@ class LifelongModule(pl.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.train_cfg
-        return build_optimizer(self.network.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        params = list(self.network.parameters()) + (list(self.aligner.parameters()) if self.aligner is not None else [])
+        optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        name = cfg.get("lr_schedule", "constant")
+        if name == "constant":  # estimated_stepping_batches loads the train loader: a resumed phase then
+            return optimizer    # no longer matches an uninterrupted one (tests/test_requeue.py)
+        schedule = phase_schedule(optimizer, name, self.trainer.estimated_stepping_batches)
+        if schedule is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # --- evaluation ---------------------------------------------------------------------------
     def validation_step(self, batch: Dict[str, Tensor], batch_idx: int) -> None:
@@ -154,27 +184,53 @@ class LifelongModule(pl.LightningModule):
         self.last_eval = out
         flat = {f"val/{t}/{k}": v for t, m in out.items() for k, v in m.items()}
         self.log_dict(flat, sync_dist=False, rank_zero_only=True)
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:  # a learning-curve point
+            self.curve.append({"phase": self.phase.index, "epoch": self.current_epoch + 1, "step": self.global_step,
+                               "trained": list(self.phase.train_tasks), "metrics": out})
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Lightning calls this only right before an in-fit validation (`eval.every_n_epochs`): keep
+        the RNG states, which `on_validation_end` restores, so that validating (its loader's seed
+        draw) takes nothing from training's random streams and the run's results stay the same."""
+        super().on_validation_model_zero_grad()
+        self._fit_rng = rng_states()
+
+    def on_validation_end(self) -> None:
+        if self._fit_rng is not None:
+            set_rng_states(self._fit_rng)
+            self._fit_rng = None
 
     # --- mid-phase checkpoints (SLURM requeue) ---------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["lhl"] = {
             "heads": {n: (s.kind, s.channels) for n, s in self.network.specs.items()},
+            "architecture": self.network.architecture,
             "teacher": None if self._teacher is None else self._teacher.state_dict(),
             "teacher_heads": [] if self._teacher is None else list(self._teacher.heads.keys()),
             "method_state": self.method.state_dict(),
             "phase": self.phase.index,
-            "rng": rng_states(),  # dropout and augmentation continue as if uninterrupted
+            # dropout and augmentation continue as if uninterrupted (during an in-fit validation: as
+            # training will continue, with the states that validation gives back)
+            "rng": rng_states() if self._fit_rng is None else self._fit_rng,
+            "curve": list(self.curve),  # the phase's learning-curve points so far
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Runs before the weights load: recreate heads and the teacher from the stored maps."""
         info = checkpoint["lhl"]
+        if info.get("architecture", self.network.architecture) != self.network.architecture:
+            raise ValueError(
+                f"phase {self.phase.index}'s mid-phase checkpoint holds a '{info['architecture']}' network, not "
+                f"'{self.network.architecture}' (model.upgrade_at / model.upgrade_to changed); start in a new folder"
+            )
         for name, (kind, ch) in info["heads"].items():
             self.network.add_head(build_task(kind, name, ch))
         if info["teacher"] is not None:
-            teacher = freeze_copy(self.network, info["teacher_heads"])
+            # at an upgrade the runner already set the old-architecture teacher: load into it
+            teacher = self._teacher if self._teacher is not None else freeze_copy(self.network, info["teacher_heads"])
             teacher.load_state_dict(info["teacher"])
             self.set_teacher(teacher)
         self.method.load_state_dict(info["method_state"])
+        self.curve = list(info.get("curve", []))
         if info.get("rng") is not None:
             set_rng_states(info["rng"])

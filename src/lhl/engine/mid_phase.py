@@ -33,6 +33,15 @@ class MidPhaseCheckpoint(ModelCheckpoint):
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    def on_validation_end(self, trainer, pl_module) -> None:
+        """An in-fit validation (`eval.every_n_epochs`) right after a save at the epoch's last step:
+        save again, so that the checkpoint holds the validation's learning-curve row. Resumed from
+        the save before it, Lightning would skip that validation (it fast-forwards its counters)
+        and draw the val loader's seed from the training RNG on the way."""
+        if (trainer.state.fn == "fit" and not trainer.sanity_checking and self._last_checkpoint_saved
+                and self._last_global_step_saved == trainer.global_step):
+            self._save_checkpoint(trainer, self._last_checkpoint_saved)
+
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         tmp = filepath + ".tmp"
         trainer.save_checkpoint(tmp, self.save_weights_only)  # ends in a barrier

@@ -1,5 +1,6 @@
-"""The Lightning `Trainer` of one phase: fit only (evaluation happens once, after), the teacher
-callback, the phase's progress bar, DDP that lets idle heads be."""
+"""The Lightning `Trainer` of one phase: fit only (evaluation happens once, after; with
+`eval.every_n_epochs` also every N epochs, for learning curves), the teacher callback, the
+phase's progress bar, DDP that lets idle heads be."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,6 +34,17 @@ def strategy(t: DictConfig):
     return t.strategy
 
 
+def val_every(cfg: DictConfig) -> int:
+    """Lightning's `check_val_every_n_epoch`: `eval.every_n_epochs` for learning curves (in-fit
+    validations the module records), else never during fit (evaluation happens once, after)."""
+    n = cfg.eval.get("every_n_epochs")
+    if n is None:
+        return 10**9
+    if int(n) < 1:
+        raise ValueError(f"eval.every_n_epochs={n}: give a number of epochs >= 1, or null (no learning curves)")
+    return int(n)
+
+
 def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, logger, extra_callbacks=()) -> pl.Trainer:
     """A Trainer whose `default_root_dir` is the phase's own folder (its SLURM checkpoints stay there)."""
     t = cfg.train
@@ -44,7 +56,7 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
         max_steps=t.max_steps,
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=cfg.eval.limit_batches,
-        check_val_every_n_epoch=10**9,  # evaluation happens once, after fit
+        check_val_every_n_epoch=val_every(cfg),
         num_sanity_val_steps=0,
         accelerator=t.accelerator,
         devices=t.devices,

@@ -4,7 +4,8 @@
 <root>/config.yaml                 the resolved config of the run's first start
 <root>/results.json, results.md    R[phase][task][metric] (lhl.reporting.results)
 <root>/forgetting.png              each task's main metric across phases
-<root>/phase_<i>/phase.ckpt        network, heads, the method's state, the global step after phase i
+<root>/curves.json                 learning curves within each phase (eval.every_n_epochs; lhl curves)
+<root>/phase_<i>/phase.ckpt        network (and its architecture), heads, the method's state, the global step after phase i
 <root>/phase_<i>/gallery.png       input, ground truth and prediction of a few val images
 <root>/phase_<i>/requeue.ckpt      the SLURM requeue checkpoint of an unfinished phase (SIGUSR1)
 <root>/phase_<i>/last.ckpt         the periodic mid-phase checkpoint of an unfinished phase
@@ -22,6 +23,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from lhl.core.io import atomic_torch_save
+from lhl.reporting.curves import CURVES_JSON
 
 PHASE_CKPT_FORMAT = 2  # 2: the network alone (no teacher copy: the next phase makes it anew)
 
@@ -41,6 +43,10 @@ class RunFolder:
     @property
     def forgetting_plot(self) -> Path:
         return self.root / "forgetting.png"
+
+    @property
+    def curves_json(self) -> Path:
+        return self.root / CURVES_JSON
 
     def phase_dir(self, index: int) -> Path:
         return self.root / f"phase_{index}"
@@ -83,6 +89,7 @@ class RunFolder:
             "format": PHASE_CKPT_FORMAT,
             "phase": int(index),
             "heads": {n: (s.kind, s.channels) for n, s in network.specs.items()},
+            "architecture": getattr(network, "architecture", None),  # the backbone (model.upgrade_at)
             "network": network.state_dict(),
             "method_state": method_state,
             "global_step": int(global_step),

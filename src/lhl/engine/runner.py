@@ -31,6 +31,9 @@ from lhl.engine.phase_trainer import phase_trainer
 from lhl.engine.requeue import RequeueCallback, Requeued, RequeueSignal
 from lhl.engine.run_identity import check_same_run
 from lhl.engine.timing import PhaseTimings, StepClock
+from lhl.engine.upgrade import (
+    architectures, build_architecture, check_upgrade_networks, checked_architecture, cross_boundary,
+)
 from lhl.models import MultiHeadPredictor
 from lhl.reporting.results import Results
 from lhl.tasks import build_task
@@ -46,7 +49,8 @@ class PhaseRunner:
         self.folder = run_folder_of(cfg)
         self.specs = build_specs(cfg)
         self.method = build_method(cfg, self.specs)
-        self.plan: List[Phase] = build_plan(self.method, self.specs)
+        self.plan: List[Phase] = build_plan(self.method, self.specs, cfg.model.get("upgrade_at"))
+        check_upgrade_networks(self.cfg, self.method)
         self.loggers: list = []
         self.wandb = None  # the one W&B logger of the whole sequence, when logger=wandb
         self.global_step = 0
@@ -65,6 +69,7 @@ class PhaseRunner:
             list(self.specs.values()), dataset=self.cfg.data.dataset, sequence=self.cfg.sequence.name,
             method=self.cfg.method.name, seed=int(self.cfg.run.seed), eval_reduction=self.cfg.eval.reduction,
             independent_phases=any(p.fresh_model for p in self.plan),
+            architectures=architectures(self.cfg, self.plan),  # each phase's backbone (model.upgrade_at)
         )
 
     def run(self) -> Path:
@@ -108,6 +113,7 @@ class PhaseRunner:
             clock = StepClock()
             with self.timings.measure(phase.index, "fit"):
                 module, trainer = self._fit_phase(phase, network, dm, clock)
+            network = module.network  # a new architecture from an upgrade phase on
             self.timings.add_steps(phase.index, clock)
             self.global_step += trainer.global_step
             self._drop_mid_phase_checkpoints(trainer, phase)
@@ -124,14 +130,18 @@ class PhaseRunner:
         return results
 
     def _start_network(self, phase: Phase, done) -> MultiHeadPredictor:
-        """A new network, or the one saved after the last completed phase (resume)."""
+        """A new network, or the one saved after the last completed phase (resume), of the
+        architecture that checkpoint records (either side of an upgrade)."""
         earlier = [p for p in self.plan if p.index < phase.index and p.index in done]
         pl.seed_everything(phase_seed(int(self.cfg.run.seed), -1), workers=True, verbose=False)
-        network = build_network(self.cfg)
         last = earlier[-1].index if earlier else None
         self.global_step = self.folder.last_step(last)
-        if last is not None and not phase.fresh_model:
+        if last is None or phase.fresh_model:
+            network = build_network(self.cfg)
+        else:
             blob = self.folder.load_phase(last)
+            network = build_architecture(
+                self.cfg, checked_architecture(self.cfg, blob, last, self.folder.phase_ckpt(last)))
             for name, (kind, ch) in blob["heads"].items():
                 network.add_head(build_task(kind, name, ch))
             network.load_state_dict(blob["network"])
@@ -142,10 +152,17 @@ class PhaseRunner:
     def _fit_phase(self, phase: Phase, network: MultiHeadPredictor, dm: LifelongDataModule, clock: StepClock):
         cfg = self.cfg
         pl.seed_everything(phase_seed(int(cfg.run.seed), phase.index), workers=True, verbose=False)
+        teacher = aligner = None
+        if phase.upgrade:  # a new architecture; the old network is the teacher
+            network, teacher = cross_boundary(cfg, phase, network, self.specs)
         for t in phase.train_tasks:
             network.add_head(self.specs[t])
+        if teacher is not None:
+            aligner = self.method.upgrade_aligner(phase, network, teacher)
         dm.set_phase(phase)
-        module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step)
+        module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step, aligner)
+        if teacher is not None and module.needs_teacher():
+            module.set_teacher(teacher)  # the TeacherSwap callback keeps it
         self.loggers, self.wandb = build_loggers(cfg, self.folder, phase.index, self.wandb)
         if self.wandb is not None:
             self.wandb.step_offset = self.global_step  # W&B's x-axis: the run's global step
@@ -157,9 +174,11 @@ class PhaseRunner:
             check_processes(cfg, trainer.world_size)  # the global batch; paper/mtan presets on >1 process
             self._checked_processes = True
         if trainer.is_global_zero:
-            teacher = f" with teacher on {list(phase.old_tasks)}" if module.needs_teacher() else ""
+            note = f" with teacher on {list(phase.old_tasks)}" if module.needs_teacher() else ""
+            if teacher is not None:
+                note += f" | upgrade {teacher.architecture} -> {network.architecture}"
             print(f"\n== phase {phase.index + 1}/{len(self.plan)}: train {list(phase.train_tasks)}"
-                  f"{teacher} | evaluate {list(phase.eval_tasks)}", flush=True)
+                  f"{note} | evaluate {list(phase.eval_tasks)}", flush=True)
         if not cfg.run.resume and trainer.is_global_zero:
             for stale in self.folder.mid_phase_checkpoints(phase.index):  # never resume a new run from these
                 stale.unlink()
@@ -193,13 +212,17 @@ class PhaseRunner:
             raise RuntimeError(f"evaluation loaded {trainer.ckpt_path} instead of the fit's final weights")
 
     def _record(self, results: Results, phase: Phase, module: LifelongModule, dm) -> None:
-        """Rank 0: the results matrix, plots, gallery, the logger's phase summary, one printed line."""
+        """Rank 0: the results matrix, plots, gallery, learning curve (eval.every_n_epochs), the
+        logger's phase summary, one printed line."""
+        from lhl.reporting.curves import save_phase_curve
         from lhl.reporting.gallery import save_phase_gallery
         from lhl.reporting.plots import plot_forgetting
 
         metrics = module.last_eval
         results.add_phase(phase.index, list(phase.train_tasks), metrics)
         results.save(self.folder.root)
+        if self.cfg.eval.get("every_n_epochs"):  # the phase's learning curve; a re-run phase replaces its rows
+            save_phase_curve(self.folder.curves_json, phase.index, module.curve)
         plot_forgetting(results, self.folder.forgetting_plot)
         n = int(self.cfg.eval.gallery_samples)
         if n > 0:

@@ -32,6 +32,11 @@ class Step:
     teacher: Optional[Dict[str, Tensor]]  # the teacher's outputs on the old heads, or None
     batch: Dict[str, Tensor]
     phase: Phase
+    # set only at an architecture upgrade with feature distillation (`Method.upgrade_aligner`): the
+    # encoder stages of both networks and the module holding the trainable projectors
+    student_features: Optional[List[Tensor]] = None
+    teacher_features: Optional[List[Tensor]] = None
+    aligner: Optional[nn.Module] = None
 
 
 @dataclass
@@ -44,6 +49,8 @@ class Method:
 
     Options = MethodOptions
     uses_teacher: bool = False
+    #: why the method cannot cross an architecture upgrade (`model.upgrade_at`), or None if it can
+    upgrade_refusal: Optional[str] = None
 
     def __init__(self, options: MethodOptions, tasks: Dict[str, TaskSpec]):
         self.opts = options
@@ -56,7 +63,17 @@ class Method:
 
     def student_heads(self, phase: Phase) -> List[str]:
         """The heads the student runs each step: the phase's tasks, plus the old ones to distil."""
-        return list(phase.train_tasks) + (list(phase.old_tasks) if self.uses_teacher else [])
+        return list(phase.train_tasks) + (list(phase.old_tasks) if self.uses_teacher_in(phase) else [])
+
+    def uses_teacher_in(self, phase: Phase) -> bool:
+        """Whether this phase distils its old tasks from the teacher (default: `uses_teacher`)."""
+        return self.uses_teacher
+
+    def upgrade_aligner(self, phase: Phase, student: nn.Module, teacher: nn.Module) -> Optional[nn.Module]:
+        """At an architecture upgrade (`phase.upgrade`): a module of trainable pieces (projectors)
+        the LightningModule trains with the network and hands back in `Step.aligner`, with both
+        networks' encoder stages; None (the default) runs no feature pass."""
+        return None
 
     # --- the loss -----------------------------------------------------------------------------
     def supervised_terms(self, step: Step) -> Terms:

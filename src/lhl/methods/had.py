@@ -69,7 +69,8 @@ from lhl.losses.had_paper import PaperConfig, check_paper_switches, paper_had
 from lhl.losses.had_terms import HAD_TERMS, MENDS, HADConfig, had_term
 from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.shared.paradigm import PARADIGMS, Paradigm
-from lhl.methods.base import MethodOptions, Step, Terms
+from lhl.methods.base import Step, Terms
+from lhl.methods.shared.upgrade import UpgradeOptions
 from lhl.core.registry import METHODS
 
 
@@ -113,9 +114,10 @@ class HAD(PseudoLabelDistillation):
     log_prefix = "had"
 
     @dataclass
-    class Options(MethodOptions):
+    class Options(UpgradeOptions):
         """HAD's options. `mode` defaults to `fixed`, the better default beside the `paper`
-        preset (DESIGN.md 3), which sets `faithful` to reproduce the release bit for bit."""
+        preset (DESIGN.md 3), which sets `faithful` to reproduce the release bit for bit. The
+        `upgrade_*` options act at an architecture upgrade (`lhl.methods.shared.upgrade`)."""
 
         mode: str = "fixed"
         new: float = 3.0
@@ -144,6 +146,7 @@ class HAD(PseudoLabelDistillation):
         new_first_steps: Optional[int] = None
 
         def __post_init__(self):
+            super().__post_init__()
             if self.mode not in MODES:
                 raise ValueError(f"method.mode must be one of {MODES}, got {self.mode!r}")
             _check_switches(self)
@@ -210,7 +213,8 @@ class HAD(PseudoLabelDistillation):
         terms, diagnostics = super().loss_terms(step)
         if self.paradigm.name == "new_first" and step.phase.old_tasks:
             patching = self.paradigm.patching()
-            keep = [f"{self.log_prefix}/{t}" for t in step.phase.old_tasks] if patching else list(step.phase.train_tasks)
+            old = [f"{p}/{t}" for t in step.phase.old_tasks for p in (self.log_prefix, "upgrade_akd", "upgrade_proj")]
+            keep = old if patching else list(step.phase.train_tasks)
             terms = {k: v for k, v in terms.items() if k in keep}
             diagnostics[f"{self.log_prefix}/patching"] = step.student[step.phase.train_tasks[0]].new_tensor(float(patching))
         return terms, diagnostics

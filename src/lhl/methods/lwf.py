@@ -9,7 +9,7 @@ from typing import Dict, Tuple
 from torch import Tensor
 
 from lhl.methods.shared.distillation import PseudoLabelDistillation
-from lhl.methods.base import MethodOptions
+from lhl.methods.shared.upgrade import UpgradeOptions
 from lhl.core.registry import METHODS
 
 
@@ -20,10 +20,13 @@ class LwF(PseudoLabelDistillation):
     log_prefix = "lwf"
 
     @dataclass
-    class Options(MethodOptions):
+    class Options(UpgradeOptions):
+        """`new` plus the architecture-upgrade options (`lhl.methods.shared.upgrade`)."""
+
         new: float = 3.0
 
         def __post_init__(self):
+            super().__post_init__()
             if isinstance(self.new, bool) or not isinstance(self.new, numbers.Real) or self.new < 0:
                 raise ValueError(f"method.new must be a number >= 0, got {self.new!r}")
 

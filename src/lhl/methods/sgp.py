@@ -69,6 +69,8 @@ def _force_eval(module: nn.Module, inputs) -> None:
 @METHODS.register("sgp")
 class SGP(Method):
     Options = SGPOptions
+    upgrade_refusal = ("its bases are per convolution of the old network's backbone, and the upgraded "
+                       "network has other layers")
 
     def __init__(self, options, tasks):
         super().__init__(options, tasks)

@@ -8,5 +8,7 @@ from lhl.methods.base import Method
 
 @METHODS.register("single_task")
 class SingleTask(Method):
+    upgrade_refusal = "every phase already starts from a new network (set model.backbone instead)"
+
     def plan(self, order: List[str]) -> List[PhaseRequest]:
         return [PhaseRequest(tasks=(t,), slice=None, fresh_model=True, eval_tasks=(t,)) for t in order]

@@ -71,6 +71,8 @@ def task_signal(tasks, name: str, supervised: bool):
 @METHODS.register("spg")
 class SPG(Method):
     Options = SPGOptions
+    upgrade_refusal = ("its soft masks are per parameter of the old network, and the upgraded "
+                       "network has other parameters")
 
     def __init__(self, options, tasks):
         super().__init__(options, tasks)

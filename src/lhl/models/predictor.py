@@ -1,12 +1,12 @@
 """MultiHeadPredictor: one shared backbone, one head per task, heads added as tasks arrive."""
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lhl.models.backbone import Backbone
+from lhl.models.backbone import Backbone, Encoder
 from lhl.models.heads import ASPPHead
 from lhl.tasks.base import TaskSpec
 
@@ -40,6 +40,11 @@ class MultiHeadPredictor(nn.Module):
     def task_names(self):
         return list(self.heads.keys())
 
+    @property
+    def architecture(self) -> str:
+        """The backbone's timm name (what a phase checkpoint records)."""
+        return self.backbone.name
+
     def decode(self, feat: Tensor, tasks: Iterable[str], size) -> Dict[str, Tensor]:
         """Run the named heads on one shared feature map."""
         out = {}
@@ -52,3 +57,9 @@ class MultiHeadPredictor(nn.Module):
     def forward(self, x: Tensor, tasks: Optional[Iterable[str]] = None) -> Dict[str, Tensor]:
         names = list(self.heads.keys()) if tasks is None else list(tasks)
         return self.decode(self.backbone(x), names, x.shape[-2:])
+
+    def forward_with_features(self, x: Tensor, tasks: Iterable[str]) -> Tuple[Dict[str, Tensor], List[Tensor]]:
+        """The same single backbone pass, also returning every encoder stage (NCHW, shallow first):
+        the heads read the deepest; feature distillation reads the configured ones."""
+        feats = Encoder.forward(self.backbone, x)
+        return self.decode(feats[-1], list(tasks), x.shape[-2:]), feats

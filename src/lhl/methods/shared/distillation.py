@@ -1,11 +1,14 @@
-"""Pseudo-label distillation: the shared loop of LwF and HAD over the old tasks."""
+"""Pseudo-label distillation: the shared loop of LwF, HAD and iCaRL over the old tasks, and what
+they do at an architecture upgrade (`lhl.methods.shared.upgrade`)."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
-from torch import Tensor
+from torch import Tensor, nn
 
+from lhl.data.protocol import Phase
 from lhl.methods.base import Method, Step, Terms
+from lhl.methods.shared.upgrade import AlignedFeatureKD, upgrade_settings
 
 
 class PseudoLabelDistillation(Method):
@@ -13,6 +16,7 @@ class PseudoLabelDistillation(Method):
 
     Subclasses define `old_task_term`; each old task's weighted term is the loss term
     `<log_prefix>/<task>` and its unweighted parts are diagnostics `<log_prefix>/<task>/<part>`.
+    At an upgrade phase the aligned-feature terms are added when `Step.aligner` is set.
     """
 
     uses_teacher = True
@@ -25,14 +29,31 @@ class PseudoLabelDistillation(Method):
         """The factor of every old task's term (`new`)."""
         return float(self.opts.new)
 
+    def uses_teacher_in(self, phase: Phase) -> bool:
+        """Not at an upgrade whose old heads start blank (`method.upgrade_old_heads=blank`)."""
+        return not (phase.upgrade and upgrade_settings(self.opts).upgrade_old_heads == "blank")
+
+    def upgrade_aligner(self, phase: Phase, student: nn.Module, teacher: nn.Module) -> Optional[nn.Module]:
+        o = upgrade_settings(self.opts)
+        if not (phase.upgrade and phase.old_tasks and o.upgrade_feature_kd and self.uses_teacher_in(phase)):
+            return None
+        return AlignedFeatureKD(
+            {t: self.tasks[t] for t in phase.old_tasks}, teacher.backbone.channels, student.backbone.channels,
+            o.upgrade_feature_stages, o.upgrade_feature_tau, o.upgrade_feature_weight,
+        )
+
     def loss_terms(self, step: Step) -> Tuple[Terms, Terms]:
         terms, diagnostics = self.supervised_terms(step), {}
         if step.teacher is None:
             return terms, diagnostics
-        weight = self.weight(step)
+        weight, pseudo = self.weight(step), {}
         for name in step.phase.old_tasks:
-            pseudo = self.tasks[name].pseudo_label(step.teacher[name])
-            term, parts = self.old_task_term(name, step.student[name], pseudo)
+            pseudo[name] = self.tasks[name].pseudo_label(step.teacher[name])
+            term, parts = self.old_task_term(name, step.student[name], pseudo[name])
             terms[f"{self.log_prefix}/{name}"] = weight * term
             diagnostics.update({f"{self.log_prefix}/{name}/{k}": v for k, v in parts.items()})
+        if step.aligner is not None:
+            aligned, parts = step.aligner(step.student_features, step.teacher_features, pseudo)
+            terms.update(aligned)
+            diagnostics.update(parts)
         return terms, diagnostics

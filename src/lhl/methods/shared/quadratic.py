@@ -141,6 +141,10 @@ class QuadraticRegulariser(Method):
     """
 
     term_name: str = "penalty"
+    upgrade_refusal = (
+        "its importances and anchors are per parameter of the old network, and the upgraded "
+        "network has other parameters"
+    )
 
     def __init__(self, options, tasks):
         super().__init__(options, tasks)

@@ -1,4 +1,9 @@
-"""HeteroAKD's per-pixel, per-class maths: reliability H, KMM's mix, KEM's weights, the soft-target terms.
+"""HeteroAKD's aligned-logits maths as pure functions: reliability H, KMM's mix, KEM's weights, the
+soft-target terms, for `lhl.distill.heteroakd` and, in the losses layer below both, for the
+lifelong architecture upgrade (`model.upgrade_at`, `lhl.methods.shared.upgrade`). Added for the
+upgrade: `semantic_aligned_loss` (HeteroAKD's defaults on one pair of C-class maps) and
+`regression_aligned_loss`, the same two modules per pixel for depth, normals and scalars, with the
+task's own pixel loss as H.
 
 Reliability (`reliability`, the `kd.heteroakd.reliability` switch):
 - "softmax" (default, calibrated): H_c = BCE(p_c, y_c) with p = softmax(Z) over classes, i.e.
@@ -19,10 +24,14 @@ Reliability (`reliability`, the `kd.heteroakd.reliability` switch):
 from __future__ import annotations
 
 import math
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from lhl.tasks.base import TaskSpec
+from lhl.tasks.semantic import valid_classes
 
 RELIABILITIES = ("softmax", "sigmoid")
 WEIGHT_AXES = ("class", "pixel", "all")
@@ -105,3 +114,49 @@ def soft_target_terms(z_h: Tensor, z_s: Tensor, tau: float = 1.0, form: str = "s
 def weighted_soft_loss(terms: Tensor, weights: Tensor, valid: Tensor) -> Tensor:
     """Sum over classes of W * terms, averaged over labelled pixels."""
     return (weights * terms).sum(1).mul(valid).sum() / valid.sum().clamp_min(1)
+
+
+def target_at(target: Tensor, size) -> Tensor:
+    """Labels resized nearest to `size` (ignore values survive)."""
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    return F.interpolate(target[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def aligned_target(target: Tensor, num_classes: int, size) -> Tuple[Tensor, Tensor, Tensor]:
+    """Labels at `size`: one-hot float [B, C, h, w], valid mask [B, h, w] and the resized labels."""
+    small = target_at(target, size)
+    valid = valid_classes(small, num_classes)
+    safe = torch.where(valid, small, torch.zeros_like(small))
+    onehot = F.one_hot(safe.long(), num_classes).permute(0, 3, 1, 2).float() * valid[:, None]
+    return onehot, valid, small
+
+
+def semantic_aligned_loss(z_t: Tensor, z_s: Tensor, label: Tensor, tau: float = 1.0, eps: float = 1e-6) -> Dict[str, Tensor]:
+    """KMM + KEM on one pair of C-class logit maps against labels [B, H, W] at their size, with
+    HeteroAKD's defaults (calibrated softmax reliability on centred logits, W over classes, the
+    generalised softmax KL). Returns the loss `akd` and the mean `teacher_share` S_T."""
+    onehot, valid, _ = aligned_target(label, z_s.shape[1], z_s.shape[-2:])
+    z_t, z_s = centred(z_t), centred(z_s)
+    h_t, h_s = reliability(z_t.detach(), onehot, valid), reliability(z_s.detach(), onehot, valid)
+    s_t, z_h = knowledge_mix(z_t, z_s, h_t, h_s, eps)
+    w = knowledge_weights(h_s, reliability(z_h, onehot, valid), valid, "class")
+    loss = weighted_soft_loss(soft_target_terms(z_h, z_s, tau, "softmax"), w, valid)
+    share = (s_t * valid[:, None]).sum() / (valid.sum().clamp_min(1) * z_s.shape[1])
+    return {"akd": loss, "teacher_share": share.detach()}
+
+
+def regression_aligned_loss(spec: TaskSpec, z_t: Tensor, z_s: Tensor, target: Tensor, eps: float = 1e-6) -> Dict[str, Tensor]:
+    """The regression analogue on raw maps [B, task channels, H, W] against `target` (a label in the
+    task's format): H = the task's own pixel loss of each activated map; KMM per pixel (one share
+    for all channels); KEM over the valid pixels of each image (W has mean 1 there); the loss is
+    the W-weighted pixel loss of the student's activated map against the activated hybrid."""
+    h_t, valid = spec.pixel_loss(spec.activate(z_t.detach()), target)
+    h_s, _ = spec.pixel_loss(spec.activate(z_s.detach()), target)
+    s_t, z_h = knowledge_mix(z_t, z_s, h_t[:, None], h_s[:, None], eps)
+    h_h, _ = spec.pixel_loss(spec.activate(z_h), target)
+    w = knowledge_weights(h_s[:, None], h_h[:, None], valid, "pixel")[:, 0]
+    loss_map, _ = spec.pixel_loss(spec.activate(z_s), spec.activate(z_h).detach())
+    loss = (w * loss_map * valid).sum() / valid.sum().clamp_min(1)
+    share = (s_t[:, 0] * valid).sum() / valid.sum().clamp_min(1)
+    return {"akd": loss, "teacher_share": share.detach()}

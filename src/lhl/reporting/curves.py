@@ -1,0 +1,172 @@
+"""Learning curves within each phase (`eval.every_n_epochs`): a run folder's `curves.json`, the
+convergence table, its plot, and `lhl curves RUN [--out FILE]`.
+
+`curves.json` is a list of rows `{"phase": i, "epoch": e (1-based), "step": optimiser steps of the
+phase so far, "trained": [tasks], "metrics": {task: {metric: value}}}`, one per in-fit validation.
+
+Convergence (is a phase trained close to convergence?): for each phase and each task it trained,
+the task's main metric at the half epoch (the last recorded epoch <= E/2, E = the phase's last
+recorded epoch) and at E; `reached` = value(E/2) / value(E) when higher is better, value(E) /
+value(E/2) when lower is better: the share of the doubled training's result that half the
+training reaches. A run with `train.epochs=2E` thus tells whether E epochs are enough:
+`reached >= 0.9` counts as converged.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Iterable, List, Mapping, Optional, Sequence, Union
+
+from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
+from lhl.reporting.render import arrow, table
+from lhl.reporting.results import Results
+
+PathLike = Union[str, Path]
+CURVES_JSON = "curves.json"
+CURVES_PNG = "curves.png"
+CONVERGED = 0.9  # reached >= this: converged by the README's criterion
+
+
+# --- the file -------------------------------------------------------------------------------------
+def load_curves(path: PathLike) -> List[dict]:
+    """The rows of `curves.json` (a run folder or the file itself), sorted by (phase, epoch)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CURVES_JSON
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no learning curves; run with eval.every_n_epochs=N "
+                                "(e.g. make curves SEQ=<seq> EPOCHS=<2E>)")
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return sorted(rows, key=lambda r: (int(r["phase"]), int(r["epoch"])))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: malformed curves file ({type(e).__name__}: {e}); expected a list of "
+                         "{'phase', 'epoch', 'step', 'trained', 'metrics'} rows") from e
+
+
+def save_phase_curve(path: PathLike, phase: int, rows: Iterable[Mapping]) -> Path:
+    """Write phase `phase`'s rows into `curves.json` atomically, replacing any rows that phase
+    already had there (a re-run or resumed phase) and keeping the other phases'; of two rows of
+    one epoch (a fit resumed at that epoch's validation) the later one stays. Call on one rank."""
+    path = Path(path)
+    kept = [r for r in load_curves(path) if int(r["phase"]) != int(phase)] if path.is_file() else []
+    by_epoch = {(int(r["phase"]), int(r["epoch"])): r for r in kept + [dict(r, phase=int(phase)) for r in rows]}
+    return atomic_write_json(path, [by_epoch[k] for k in sorted(by_epoch)])
+
+
+# --- the computation ------------------------------------------------------------------------------
+def reached(half: Optional[float], last: Optional[float], higher_is_better: bool) -> Optional[float]:
+    """value(E/2) / value(E) (higher is better) or value(E) / value(E/2) (lower is better); None
+    when a value is missing, not finite, or the ratio's denominator is not positive."""
+    if half is None or last is None or not (math.isfinite(half) and math.isfinite(last)):
+        return None
+    num, den = (half, last) if higher_is_better else (last, half)
+    return num / den if den > 0 else None
+
+
+def half_epoch(epochs: Sequence[int]) -> Optional[int]:
+    """The last recorded epoch at or before half of the last one (None: nothing recorded before it)."""
+    if not epochs:
+        return None
+    last = max(epochs)
+    before = [e for e in epochs if e <= last / 2]
+    return max(before) if before else None
+
+
+def _value(row: Optional[Mapping], task: str, metric: str) -> Optional[float]:
+    v = None if row is None else row["metrics"].get(task, {}).get(metric)
+    return None if v is None else float(v)
+
+
+def convergence(rows: Sequence[Mapping], results: Results) -> List[dict]:
+    """One entry per phase and trained task: phase, task, metric (its main one), higher_is_better,
+    half_epoch, half, last_epoch, last, reached, converged."""
+    out = []
+    for phase in sorted({int(r["phase"]) for r in rows}):
+        mine = {int(r["epoch"]): r for r in rows if int(r["phase"]) == phase}
+        last_e, half_e = max(mine), half_epoch(list(mine))
+        for task in mine[last_e]["trained"]:
+            metric = results.main_metric(task)
+            higher = results.higher_is_better(task, metric)
+            half = _value(mine.get(half_e), task, metric)
+            last = _value(mine[last_e], task, metric)
+            ratio = reached(half, last, higher)
+            out.append(dict(phase=phase, task=task, metric=metric, higher_is_better=higher, half_epoch=half_e,
+                            half=half, last_epoch=last_e, last=last, reached=ratio,
+                            converged=None if ratio is None else ratio >= CONVERGED))
+    return out
+
+
+def _f(v, spec: str = ".4f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def curves_markdown(entries: Sequence[Mapping], title: str = "") -> str:
+    """The convergence table as Markdown."""
+    head = ["phase", "task", "metric", "epoch E/2", "value E/2", "epoch E", "value E", "reached", f"≥ {CONVERGED}"]
+    rows = [[str(e["phase"]), e["task"], e["metric"] + arrow(e["higher_is_better"]), _f(e["half_epoch"], "d"),
+             _f(e["half"]), str(e["last_epoch"]), _f(e["last"]), _f(e["reached"], ".3f"),
+             "—" if e["converged"] is None else ("yes" if e["converged"] else "no")] for e in entries]
+    lines = ([f"# Learning curves: {title}", ""] if title else []) + table(head, rows)
+    note = ("reached = value(E/2) / value(E) (↑) or value(E) / value(E/2) (↓): the share of the result of "
+            f"training twice as long that half the training reaches; ≥ {CONVERGED}: converged.")
+    return "\n".join(lines + ["", note]) + "\n"
+
+
+# --- the plot -------------------------------------------------------------------------------------
+def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike) -> Path:
+    """Per phase, one subplot: the trained task(s)' main metric against epoch, E/2 marked."""
+    from matplotlib.figure import Figure
+
+    phases = sorted({int(r["phase"]) for r in rows})
+    fig = Figure(figsize=(3.6 * max(len(phases), 1), 3.2))
+    for i, phase in enumerate(phases):
+        ax = fig.add_subplot(1, max(len(phases), 1), i + 1)
+        mine = [r for r in rows if int(r["phase"]) == phase]
+        epochs = [int(r["epoch"]) for r in mine]
+        for task in mine[-1]["trained"]:
+            metric = results.main_metric(task)
+            ys = [math.nan if (v := _value(r, task, metric)) is None else v for r in mine]
+            ax.plot(epochs, ys, marker="o", markersize=3,
+                    label=f"{task}: {metric}{arrow(results.higher_is_better(task, metric))}")
+        half = half_epoch(epochs)
+        if half is not None:
+            ax.axvline(half, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"phase {phase}: train {'+'.join(mine[-1]['trained'])}", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return atomic_savefig(fig, path, dpi=120)
+
+
+# --- lhl curves -----------------------------------------------------------------------------------
+def write_curves(run_dir: PathLike, out: Optional[PathLike] = None) -> tuple:
+    """Plot and table of a run folder: (entries, markdown, png path, md path); the table goes to
+    the plot's name with `.md` (default `<run>/curves.png` and `<run>/curves.md`)."""
+    run_dir = Path(run_dir)
+    rows, results = load_curves(run_dir), Results.load(run_dir)
+    png = Path(out) if out else run_dir / CURVES_PNG
+    entries = convergence(rows, results)
+    md = curves_markdown(entries, str(run_dir))
+    plot_curves(rows, results, png)
+    return entries, md, png, atomic_write_text(png.with_suffix(".md"), md)
+
+
+def cli(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="lhl curves", description=(
+        "Learning curves of a run made with eval.every_n_epochs: each phase's trained task(s)' main "
+        "metric against epoch, and how much of the last epoch's value half the epochs reach."))
+    parser.add_argument("run", help="run folder (holding curves.json and results.json)")
+    parser.add_argument("--out", default=None, help="the plot (default <run>/curves.png; the table beside it, .md)")
+    args = parser.parse_args(argv)
+    try:
+        _, md, png, md_path = write_curves(args.run, args.out)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"lhl curves: {e}", file=sys.stderr)
+        return 2
+    print(md + f"\nplot: {png}\ntable: {md_path}")
+    return 0

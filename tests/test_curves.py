@@ -1,0 +1,149 @@
+"""Learning curves within each phase: `eval.every_n_epochs`, the run folder's curves.json, the
+convergence ratio and `lhl curves` (tiny synthetic runs on CPU)."""
+from __future__ import annotations
+
+import json
+
+import lightning.pytorch as pl
+import pytest
+
+from conftest import tiny_overrides
+from lhl.cli import main
+from lhl.config import load_config
+from lhl.engine import runner as runner_mod
+from lhl.engine.build import run_folder_of
+from lhl.engine.phase_trainer import val_every
+from lhl.engine.runner import run
+from lhl.reporting.curves import convergence, curves_markdown, half_epoch, reached, save_phase_curve
+from lhl.reporting.results import Results
+
+#: two phases (semantic, depth) of two epochs of 3 batches; LwF (a teacher) and dropout 0.5 in the
+#: heads, a shuffled loader: the RNG matters
+CURVE_ARGS = ["method=lwf", "sequence.tasks=[semantic,depth]", "model.backbone=resnet10t", "train.max_steps=-1",
+              "train.epochs=2", "eval.gallery_samples=0", "logger=none"]
+
+
+@pytest.fixture(scope="module")
+def curve_run(tmp_path_factory, synth_cache):
+    tmp = tmp_path_factory.mktemp("curves")
+    return run(load_config([], tiny_overrides(tmp, synth_cache) + CURVE_ARGS + ["eval.every_n_epochs=1"]))
+
+
+def test_curves_json_has_one_row_per_epoch_per_phase(curve_run):
+    rows = json.loads((curve_run / "curves.json").read_text())
+    assert [(r["phase"], r["epoch"], r["step"]) for r in rows] == [(0, 1, 3), (0, 2, 6), (1, 1, 3), (1, 2, 6)]
+    assert [r["trained"] for r in rows] == [["semantic"]] * 2 + [["depth"]] * 2
+    assert set(rows[0]["metrics"]) == {"semantic"} and set(rows[2]["metrics"]) == {"semantic", "depth"}
+    assert 0 <= rows[1]["metrics"]["semantic"]["miou"] <= 1 and rows[3]["metrics"]["depth"]["abs_err"] > 0
+    # the last epoch's in-fit validation sees the weights the final evaluation sees
+    final = Results.load(curve_run).phases
+    for row, phase in ((rows[1], final[0]), (rows[3], final[1])):
+        for task, metrics in phase["metrics"].items():
+            for k, v in metrics.items():
+                assert row["metrics"][task][k] == pytest.approx(v, abs=1e-6), (task, k)
+
+
+def test_every_n_epochs_leaves_the_final_results_unchanged(curve_run, tmp_path, synth_cache):
+    """In-fit validation draws from the global RNG (the val loader's seed); the module restores
+    the states, so training, and the results, are those of a run without it."""
+    plain = run(load_config([], tiny_overrides(tmp_path, synth_cache) + CURVE_ARGS))
+    assert not (plain / "curves.json").exists()
+    a, b = Results.load(curve_run).phases, Results.load(plain).phases
+    assert [p["phase"] for p in a] == [p["phase"] for p in b] == [0, 1]
+    for pa, pb in zip(a, b):
+        for task, metrics in pb["metrics"].items():
+            for k, v in metrics.items():
+                assert pa["metrics"][task][k] == pytest.approx(v, rel=0, abs=1e-6), (pa["phase"], task, k)
+
+
+class _CrashAt(pl.Callback):
+    """Raise at the end of global step `step` of phase 1 (before that step's checkpoint)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.default_root_dir.endswith("phase_1") and trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")
+
+
+def test_a_fit_resumed_mid_phase_keeps_its_curve_and_numbers(curve_run, tmp_path, synth_cache, monkeypatch):
+    """last.ckpt at step 3 (the end of epoch 1) is written again when that epoch's validation ends:
+    it carries the curve so far and the RNG states training continues with."""
+    args = tiny_overrides(tmp_path, synth_cache, **{"train.checkpoint_every_steps": 3}) + CURVE_ARGS + [
+        "eval.every_n_epochs=1"]
+    real = runner_mod.phase_trainer
+    with monkeypatch.context() as m:
+        m.setattr(runner_mod, "phase_trainer",
+                  lambda cfg, phase, n, root, logger, extra=(): real(cfg, phase, n, root, logger, [*extra, _CrashAt(4)]))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            run(load_config([], args))
+    assert (run_folder_of(load_config([], args)).root / "phase_1" / "last.ckpt").is_file()
+    resumed = run(load_config([], args))
+    assert Results.load(resumed).phases == Results.load(curve_run).phases
+    want, got = (json.loads((d / "curves.json").read_text()) for d in (curve_run, resumed))
+    assert [(r["phase"], r["epoch"], r["step"]) for r in got] == [(r["phase"], r["epoch"], r["step"]) for r in want]
+    for a, b in zip(got, want):
+        for task, metrics in b["metrics"].items():
+            assert a["metrics"][task] == pytest.approx(metrics, abs=1e-6), (a["phase"], a["epoch"], task)
+
+
+def test_reached_and_half_epoch_by_hand():
+    assert reached(0.45, 0.5, True) == pytest.approx(0.9)  # higher is better: v(E/2) / v(E)
+    assert reached(2.0, 1.8, False) == pytest.approx(0.9)  # lower is better: v(E) / v(E/2)
+    assert reached(0.6, 0.5, True) == pytest.approx(1.2)  # half the training was better
+    assert reached(None, 0.5, True) is None and reached(0.5, 0.0, True) is None
+    assert reached(float("nan"), 1.0, False) is None
+    assert half_epoch(list(range(1, 9))) == 4 and half_epoch(list(range(1, 8))) == 3
+    assert half_epoch([2, 4, 6]) == 2 and half_epoch([1]) is None and half_epoch([]) is None
+
+
+def test_convergence_table_by_hand():
+    results = Results({"tasks": ["semantic", "depth"], "main_metric": {"semantic": "miou", "depth": "abs_err"},
+                       "directions": {"semantic": {"miou": True}, "depth": {"abs_err": False}}})
+    rows = [{"phase": 0, "epoch": e, "step": e, "trained": ["semantic"], "metrics": {"semantic": {"miou": m}}}
+            for e, m in [(1, 0.2), (2, 0.40), (3, 0.45), (4, 0.50)]]
+    rows += [{"phase": 1, "epoch": e, "step": e, "trained": ["depth"],
+              "metrics": {"semantic": {"miou": 0.3}, "depth": {"abs_err": a}}} for e, a in [(1, 3.0), (2, 1.0)]]
+    sem, dep = convergence(rows, results)
+    assert (sem["task"], sem["metric"], sem["half_epoch"], sem["last_epoch"]) == ("semantic", "miou", 2, 4)
+    assert sem["reached"] == pytest.approx(0.8) and sem["converged"] is False
+    assert (dep["metric"], dep["half_epoch"], dep["last_epoch"], dep["higher_is_better"]) == ("abs_err", 1, 2, False)
+    assert dep["reached"] == pytest.approx(1 / 3) and dep["converged"] is False
+    md = curves_markdown([sem, dep])
+    assert "| 0 | semantic | miou ↑ | 2 | 0.4000 | 4 | 0.5000 | 0.800 | no |" in md
+
+
+def test_lhl_curves_writes_plot_and_table(curve_run, tmp_path, capsys):
+    assert main(["curves", str(curve_run)]) == 0
+    out = capsys.readouterr().out
+    assert (curve_run / "curves.png").stat().st_size > 1000
+    md = (curve_run / "curves.md").read_text()
+    assert "reached" in out and "| 0 | semantic | miou ↑ | 1 |" in md and "| 1 | depth | abs_err ↓ | 1 |" in md
+    assert main(["curves", str(curve_run), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").is_file() and (tmp_path / "c.md").is_file()
+    assert main(["curves", str(tmp_path)]) == 2 and "eval.every_n_epochs" in capsys.readouterr().err
+
+
+def test_a_rerun_phase_replaces_its_rows(tmp_path):
+    path = tmp_path / "curves.json"
+
+    def rows(phase, values):
+        return [{"phase": phase, "epoch": e + 1, "step": e + 1, "trained": ["t"], "metrics": {"t": {"m": v}}}
+                for e, v in enumerate(values)]
+
+    save_phase_curve(path, 0, rows(0, [1.0, 2.0]))
+    save_phase_curve(path, 1, rows(1, [3.0]))
+    save_phase_curve(path, 0, rows(0, [5.0, 6.0, 7.0]))  # phase 0 again (resume): replaced, not appended
+    save_phase_curve(path, 2, rows(2, [8.0]) + rows(2, [9.0]))  # one epoch twice: the later row stays
+    got = json.loads(path.read_text())
+    assert [(r["phase"], r["epoch"], r["metrics"]["t"]["m"]) for r in got] == [
+        (0, 1, 5.0), (0, 2, 6.0), (0, 3, 7.0), (1, 1, 3.0), (2, 1, 9.0)]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_every_n_epochs_maps_to_lightning():
+    cfg = load_config([], ["eval.every_n_epochs=3"])
+    assert val_every(cfg) == 3 and val_every(load_config([], [])) == 10**9
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        val_every(load_config([], ["eval.every_n_epochs=0"]))
