@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -51,3 +52,14 @@ def method_loss(method, student, teacher, batch, train, old):
     terms, diagnostics = method.loss_terms(Step(None, student, teacher, batch, phase))
     total = sum(terms.values())
     return total, {**{f"loss/{k}": v.detach() for k, v in terms.items()}, **diagnostics}
+
+
+class CrashInPhase1(pl.Callback):
+    """Raise at the end of global step `step` of phase 1 (before that step's mid-phase checkpoint)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.default_root_dir.endswith("phase_1") and trainer.global_step == self.step:
+            raise RuntimeError("simulated crash")

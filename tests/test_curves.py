@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import lightning.pytorch as pl
 import pytest
 
-from conftest import tiny_overrides
+from conftest import CrashInPhase1, tiny_overrides
 from lhl.cli import main
 from lhl.config import load_config
 from lhl.engine import runner as runner_mod
@@ -56,17 +55,6 @@ def test_every_n_epochs_leaves_the_final_results_unchanged(curve_run, tmp_path, 
                 assert pa["metrics"][task][k] == pytest.approx(v, rel=0, abs=1e-6), (pa["phase"], task, k)
 
 
-class _CrashAt(pl.Callback):
-    """Raise at the end of global step `step` of phase 1 (before that step's checkpoint)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.default_root_dir.endswith("phase_1") and trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
 def test_a_fit_resumed_mid_phase_keeps_its_curve_and_numbers(curve_run, tmp_path, synth_cache, monkeypatch):
     """last.ckpt at step 3 (the end of epoch 1) is written again when that epoch's validation ends:
     it carries the curve so far and the RNG states training continues with."""
@@ -75,7 +63,7 @@ def test_a_fit_resumed_mid_phase_keeps_its_curve_and_numbers(curve_run, tmp_path
     real = runner_mod.phase_trainer
     with monkeypatch.context() as m:
         m.setattr(runner_mod, "phase_trainer",
-                  lambda cfg, phase, n, root, logger, extra=(): real(cfg, phase, n, root, logger, [*extra, _CrashAt(4)]))
+                  lambda cfg, phase, n, root, logger, extra=(): real(cfg, phase, n, root, logger, [*extra, CrashInPhase1(4)]))
         with pytest.raises(RuntimeError, match="simulated crash"):
             run(load_config([], args))
     assert (run_folder_of(load_config([], args)).root / "phase_1" / "last.ckpt").is_file()

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import csv
 
-import lightning.pytorch as pl
 import pytest
 import torch
 
-from conftest import tiny_overrides
+from conftest import CrashInPhase1, tiny_overrides
 from lhl.config import ConfigError, load_config
 from lhl.data.protocol import Phase
 import lhl.engine.runner as runner_mod
@@ -161,17 +160,6 @@ def test_a_mid_phase_checkpoint_reloads_into_the_old_architecture_teacher():
         again.on_load_checkpoint(ckpt)
 
 
-class _CrashAt(pl.Callback):
-    """Raise at the end of step `step` of phase 1 (before that step's mid-phase checkpoint)."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-        if trainer.default_root_dir.endswith("phase_1") and trainer.global_step == self.step:
-            raise RuntimeError("simulated crash")
-
-
 def _drop_after(run_dir, res, keep: int) -> None:
     res.phases = res.phases[:keep]
     res.save(run_dir)
@@ -208,7 +196,7 @@ def test_an_upgrade_run_records_both_architectures_and_resumes_on_either_side(tm
     _drop_after(run_dir, Results.load(run_dir), 1)
     real = runner_mod.phase_trainer
     with monkeypatch.context() as m:
-        m.setattr(runner_mod, "phase_trainer", lambda *a, **k: _add_callback(real(*a, **k), _CrashAt(2)))
+        m.setattr(runner_mod, "phase_trainer", lambda *a, **k: _add_callback(real(*a, **k), CrashInPhase1(2)))
         with pytest.raises(RuntimeError, match="simulated crash"):
             run(load_config([], args))
     last = run_dir / "phase_1" / "last.ckpt"
