@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from lhl.config.schema import Config
+from lhl.core.optim import SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -192,6 +193,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"train.teacher_pass={cfg.train.teacher_pass!r}: use shared or per_task")
     if cfg.train.optimizer not in ("adam", "adamw", "sgd"):
         raise ConfigError(f"train.optimizer={cfg.train.optimizer!r}: use adam, adamw or sgd")
+    if cfg.train.lr_schedule not in SCHEDULES:
+        raise ConfigError(f"train.lr_schedule={cfg.train.lr_schedule!r}: use {', '.join(SCHEDULES)}")
 
 
 def method_tag(cfg: DictConfig) -> str:

@@ -1,7 +1,6 @@
 """The optimisers every trainer of lhl offers, built by one name (`train.optimizer`)."""
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
@@ -26,15 +25,14 @@ def build_optimizer(
 
 
 def phase_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int, power: float = 0.9):
-    """The learning rate over one phase's `total_steps` optimiser steps: constant (None, the
-    release), cosine (half a cosine from lr to 0) or poly ((1 - t / T)^power, DeepLab's)."""
+    """The learning rate over one phase's `total_steps` optimiser steps (torch's schedulers, stepped
+    per step): constant (None, the release), cosine (half a cosine from lr to 0) or poly
+    ((1 - t / T)^power to 0, DeepLab's; as `lhl distill` uses)."""
     if name == "constant":
         return None
-    if name not in SCHEDULES:
-        raise ValueError(f"train.lr_schedule={name!r}: choose one of {', '.join(SCHEDULES)}")
     total = max(1, int(total_steps))
     if name == "cosine":
-        factor = lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))  # noqa: E731
-    else:
-        factor = lambda step: max(0.0, 1.0 - min(step, total) / total) ** power  # noqa: E731
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.0)
+    if name == "poly":
+        return torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=total, power=power)
+    raise ValueError(f"train.lr_schedule={name!r}: choose one of {', '.join(SCHEDULES)}")

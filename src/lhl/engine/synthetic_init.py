@@ -26,7 +26,7 @@ from lhl.core.io import atomic_torch_save
 from lhl.data.synthetic_rooms.materials import MATERIALS
 from lhl.data.synthetic_rooms.writer import GENERATOR_VERSION, cache_home, generate_sample
 from lhl.models.backbone import Backbone
-from lhl.models.heads import ASPPHead
+from lhl.models.heads import ASPPHead, upsample_to
 
 INITS = ("scratch", "synthetic_pretrained")
 #: the pretraining recipe; bump INIT_VERSION when the code below changes what it computes
@@ -77,7 +77,7 @@ def pretrain_backbone(model_cfg, size: Tuple[int, int], recipe: Optional[Dict] =
             order = torch.randperm(len(images), generator=gen)
             for start in range(0, len(order) - bs + 1, bs):
                 idx = order[start:start + bs]
-                logits = F.interpolate(net(images[idx]), size=size, mode="bilinear", align_corners=True)
+                logits = upsample_to(net(images[idx]), size)
                 loss = F.cross_entropy(logits, labels[idx], ignore_index=-1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -8,6 +8,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def upsample_to(x: Tensor, size) -> Tensor:
+    """A head's (or a projector's) output at the backbone's stride brought to `size` as released:
+    bilinear, align_corners=True; unchanged when it already has that size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
 def _conv_bn_relu(cin: int, cout: int, k: int = 1, dilation: int = 1) -> nn.Sequential:
     pad = 0 if k == 1 else dilation
     return nn.Sequential(

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Optional, Tuple
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lhl.models.backbone import Backbone, Encoder
-from lhl.models.heads import ASPPHead
+from lhl.models.heads import ASPPHead, upsample_to
 from lhl.tasks.base import TaskSpec
 
 
@@ -49,9 +48,7 @@ class MultiHeadPredictor(nn.Module):
         """Run the named heads on one shared feature map."""
         out = {}
         for name in tasks:
-            raw = self.heads[name](feat)
-            raw = F.interpolate(raw, size=size, mode="bilinear", align_corners=True)
-            out[name] = self.specs[name].activate(raw)
+            out[name] = self.specs[name].activate(upsample_to(self.heads[name](feat), size))
         return out
 
     def forward(self, x: Tensor, tasks: Optional[Iterable[str]] = None) -> Dict[str, Tensor]:

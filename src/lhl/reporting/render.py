@@ -110,10 +110,12 @@ def _fmt_rank(v: Optional[float]) -> str:
     return "—" if v is None or math.isnan(v) else f"{v:.2f}"
 
 
-def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Sequence[str] = ("had", "lwf")) -> list:
+def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Optional[Sequence[str]] = None) -> list:
     """Lines of a table: per method, the paired Δ difference against each anchor `mean [lo, hi]`,
-    starred when the interval excludes 0."""
-    present = [a for a in anchors if any(a in p for p in paired.values())]
+    starred when the interval excludes 0; `anchors` default to `paired.ANCHORS`."""
+    from lhl.reporting.paired import ANCHORS
+
+    present = [a for a in (ANCHORS if anchors is None else anchors) if any(a in p for p in paired.values())]
     if not present:
         return []
 

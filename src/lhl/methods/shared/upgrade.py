@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lhl.losses.aligned_logits import regression_aligned_loss, semantic_aligned_loss
 from lhl.methods.base import MethodOptions
+from lhl.models.heads import upsample_to
 from lhl.tasks.base import TaskSpec
 
 OLD_HEADS = ("distill", "blank")
@@ -81,13 +81,6 @@ def check_stages(stages: Sequence[int], n: int, network: str) -> None:
         )
 
 
-def _upsample(x: Tensor, size) -> Tensor:
-    """As the heads do: bilinear, align_corners=True, to the input size."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-
-
 class AlignedFeatureKD(nn.Module):
     """Per old task and stage pair, a teacher and a student 1x1 projector into the task's output
     space; `forward` returns the weighted loss terms and diagnostics (module docstring)."""
@@ -109,8 +102,8 @@ class AlignedFeatureKD(nn.Module):
         spec, size = self.specs[name], target.shape[-2:]
         akd, proj, share = [], [], []
         for i, s in enumerate(self.stages):
-            z_t = _upsample(self.proj_t[name][i](teacher_feats[s].detach()), size)
-            z_s = _upsample(self.proj_s[name][i](student_feats[s]), size)
+            z_t = upsample_to(self.proj_t[name][i](teacher_feats[s].detach()), size)
+            z_s = upsample_to(self.proj_s[name][i](student_feats[s]), size)
             if spec.kind == "semantic":  # classes: HeteroAKD's own form
                 out = semantic_aligned_loss(z_t, z_s, target, self.tau)
             else:
