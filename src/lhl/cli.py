@@ -24,6 +24,7 @@ commands:
   distill [--kd ...] [key=value ...]      cross-architecture distillation (HeteroAKD and baselines)
   bench [--out FILE] [...]                training-step throughput of finetune / LwF / HAD
   bench-e2e [--seq S --method M] [k=v]    a whole sequence timed as lhl runs it and as the release does
+  release-parity --release LOG.. --lhl RUN..  the HAD release and lhl side by side (final metrics per seed)
   slurm [key=value ...]                   write (and submit) an sbatch script
 
 --experiments DIR: read presets (seq/, method/, kd/, slurm/) from DIR instead of the installed
@@ -55,6 +56,7 @@ COMMANDS = {
     "distill": "lhl.distill.cli:cli",
     "bench": "lhl.tools.bench:cli",
     "bench-e2e": "lhl.tools.bench_e2e:cli",
+    "release-parity": "lhl.tools.release_parity:cli",
     "slurm": "lhl.tools.slurm:cli",
     "list": "lhl.tools.listing:cli",
     "runs": "lhl.tools.runs:cli",

@@ -177,3 +177,22 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
     t = out["mean"] / se
     out.update(ci95=[out["mean"] - half, out["mean"] + half], t=t, p=_two_sided_p(t, n - 1))
     return out
+
+
+def welch_test(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Welch's unpaired t-test of mean(a) - mean(b) (unequal variances, Welch-Satterthwaite degrees
+    of freedom): the difference, its 95% interval, t, two-sided p, df. With fewer than 2 values on a
+    side, or no spread on either, the interval and p are None."""
+    a, b = [float(x) for x in a], [float(x) for x in b]
+    out = {"mean": statistics.fmean(a) - statistics.fmean(b), "ci95": None, "t": None, "p": None, "df": None}
+    if len(a) < 2 or len(b) < 2:
+        return out
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se <= 1e-12 * max(1.0, abs(out["mean"])):
+        return out
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = t_quantile(0.975, df) * se
+    t = out["mean"] / se
+    out.update(ci95=[out["mean"] - half, out["mean"] + half], t=t, p=_two_sided_p(t, df), df=df)
+    return out
