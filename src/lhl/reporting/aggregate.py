@@ -13,7 +13,7 @@ from lhl.reporting.ranks import backward_transfer, delta_after_phases, mean_rank
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
 
 
-def _stats(values: Sequence[float]) -> dict:
+def mean_std(values: Sequence[float]) -> dict:
     """Mean, sample standard deviation (0 for a single value) and count."""
     values = [float(v) for v in values]
     mean = sum(values) / len(values)
@@ -24,7 +24,7 @@ def _stats(values: Sequence[float]) -> dict:
 def _nested_stats(per_run: Sequence[Metrics]) -> Dict[str, Dict[str, dict]]:
     """{task: {metric: stats}} over runs, for the (task, metric) pairs every run has."""
     first = per_run[0]
-    return {t: {m: _stats([r[t][m] for r in per_run]) for m in ms if all(m in r.get(t, {}) for r in per_run)}
+    return {t: {m: mean_std([r[t][m] for r in per_run]) for m in ms if all(m in r.get(t, {}) for r in per_run)}
             for t, ms in first.items() if all(t in r for r in per_run)}
 
 
@@ -75,21 +75,21 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
                  "forgetting": _nested_stats([forgetting(r) for r in rs]),
                  "delta": None, "delta_per_task": {}}
         bwt = [b for b in (backward_transfer(r) for r in rs) if b is not None]
-        entry["backward_transfer"] = _stats(bwt) if bwt else None
+        entry["backward_transfer"] = mean_std(bwt) if bwt else None
         entry["forgetting_rel"] = _nested_stats([forgetting(r, relative=True) for r in rs])
         if ref_final is not None:
             paired = pairs_by_seed(rs, ref_runs)
             refs = [final_metrics(next(x for x in ref_runs if x.meta.get("seed") == r.meta.get("seed")))
                     if paired else ref_final for r in rs]
             deltas = [delta(r, b) for r, b in zip(rs, refs)]
-            entry.update(delta=_stats(deltas), delta_pairing="seed" if paired else "mean",
+            entry.update(delta=mean_std(deltas), delta_pairing="seed" if paired else "mean",
                          delta_per_seed=dict(zip(map(str, entry["seeds"]), deltas)))
             per_task = [delta_per_task(r, b) for r, b in zip(rs, refs)]
-            entry["delta_per_task"] = {t: _stats([p[t] for p in per_task]) for t in per_task[0]}
+            entry["delta_per_task"] = {t: mean_std([p[t] for p in per_task]) for t in per_task[0]}
             phases = [delta_after_phases(r, next((x for x in ref_runs if x.meta.get("seed") == r.meta.get("seed")),
                                                  ref_final) if paired else ref_final) for r in rs]
             entry["delta_after_phases"] = [
-                _stats(col) if all(v is not None for v in col) else None for col in zip(*phases)]
+                mean_std(col) if all(v is not None for v in col) else None for col in zip(*phases)]
         methods[name] = entry
     means = {n: {t: {m: s["mean"] for m, s in ms.items()} for t, ms in e["final"].items()} for n, e in methods.items()}
     for n, r in mean_rank(means, directions).items():

@@ -172,10 +172,14 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
     sd = statistics.stdev(diffs)
     if sd <= 1e-12 * max(1.0, abs(out["mean"])):  # no spread (up to rounding): no interval
         return out
-    se = sd / math.sqrt(n)
-    half = t_quantile(0.975, n - 1) * se
+    return _with_t_interval(out, sd / math.sqrt(n), n - 1)
+
+
+def _with_t_interval(out: dict, se: float, df: float) -> dict:
+    """`out` (holding the difference as "mean") with its 95% Student-t interval, t and two-sided p."""
+    half = t_quantile(0.975, df) * se
     t = out["mean"] / se
-    out.update(ci95=[out["mean"] - half, out["mean"] + half], t=t, p=_two_sided_p(t, n - 1))
+    out.update(ci95=[out["mean"] - half, out["mean"] + half], t=t, p=_two_sided_p(t, df))
     return out
 
 
@@ -191,8 +195,5 @@ def welch_test(a: Sequence[float], b: Sequence[float]) -> dict:
     se = math.sqrt(va + vb)
     if se <= 1e-12 * max(1.0, abs(out["mean"])):
         return out
-    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = t_quantile(0.975, df) * se
-    t = out["mean"] / se
-    out.update(ci95=[out["mean"] - half, out["mean"] + half], t=t, p=_two_sided_p(t, df), df=df)
-    return out
+    out["df"] = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return _with_t_interval(out, se, out["df"])

@@ -113,7 +113,7 @@ def _fmt_rank(v: Optional[float]) -> str:
 def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Optional[Sequence[str]] = None) -> list:
     """Lines of a table: per method, the paired Δ difference against each anchor `mean [lo, hi]`,
     starred when the interval excludes 0; `anchors` default to `paired.ANCHORS`."""
-    from lhl.reporting.paired import ANCHORS
+    from lhl.reporting.paired import ANCHORS  # here, not above: results -> render -> paired -> ranks -> results
 
     present = [a for a in (ANCHORS if anchors is None else anchors) if any(a in p for p in paired.values())]
     if not present:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import ast
-import math
 import re
-import statistics
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.reporting.ranks import welch_test
-from lhl.reporting.render import table
+from lhl.reporting.aggregate import mean_std
+from lhl.reporting.render import arrow, table
 from lhl.reporting.results import Metrics, Results
 from lhl.reporting.scores import final_metrics
 
@@ -54,10 +53,6 @@ def parse_release_log(text: str, where: str = "the log") -> Metrics:
     return out
 
 
-def _stats(values: Sequence[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def compare_rows(release: Sequence[Metrics], lhl: Sequence[Metrics],
                  directions: Dict[str, Dict[str, bool]]) -> List[dict]:
     """One row per (task, metric) both sides report: per-seed values, stats, Welch's test, verdict."""
@@ -68,7 +63,7 @@ def compare_rows(release: Sequence[Metrics], lhl: Sequence[Metrics],
                 continue
             a = [r[task][m] for r in release]
             b = [r[task][m] for r in lhl]
-            sa, sb = _stats(a), _stats(b)
+            sa, sb = mean_std(a), mean_std(b)
             diff = sb["mean"] - sa["mean"]
             rows.append({
                 "task": task, "metric": m, "higher_is_better": directions.get(task, {}).get(m),
@@ -96,14 +91,13 @@ def markdown(rows: Sequence[dict]) -> str:
         w = r["welch"]
         ref = r["release_stats"]["mean"]
         ci = "" if w["ci95"] is None else f" [{_fmt(w['ci95'][0], ref)}, {_fmt(w['ci95'][1], ref)}]"
-        arrow = "" if r["higher_is_better"] is None else (" ↑" if r["higher_is_better"] else " ↓")
         body.append([
-            f"{r['task']} {r['metric']}{arrow}",
+            f"{r['task']} {r['metric']}{arrow(r['higher_is_better'])}",
             " / ".join(_fmt(v) for v in r["release"]),
             _pm(r["release_stats"]),
             " / ".join(_fmt(v) for v in r["lhl"]),
             _pm(r["lhl_stats"]),
-            ("+" if w["mean"] >= 0 else "") + _fmt(w["mean"], ref) + ci + ("" if w["p"] is None or math.isnan(w["p"]) else f", p={w['p']:.2f}"),
+            ("+" if w["mean"] >= 0 else "") + _fmt(w["mean"], ref) + ci + ("" if w["p"] is None else f", p={w['p']:.2f}"),
             "agree" if r["agree"] else "**differ**",
         ])
     header = ["metric", "release (per seed)", "release", "lhl (per seed)", "lhl", "lhl − release [95 %], Welch",
