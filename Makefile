@@ -85,7 +85,7 @@ clean-runs:
 	else echo "no $(RUNS_DIR)/ folder: nothing to remove"; fi
 
 distill: install
-	$(strip $(BIN)/lhl distill $(if $(KD),--kd $(KD)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(STUDENT),--student $(STUDENT)) $(if $(DATA),--data $(DATA)) $(if $(TEACHER_CKPT),--teacher-ckpt $(TEACHER_CKPT))) $(ARGS)
+	$(strip $(BIN)/lhl distill $(if $(KD),--kd $(KD)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(STUDENT),--student $(STUDENT)) $(if $(DATA),--data $(DATA)) $(if $(TEACHER_CKPT),--teacher-ckpt $(TEACHER_CKPT)) $(if $(SEEDS),--seeds "$(SEEDS)")) $(ARGS)
 
 bench: install
 	$(BIN)/lhl bench $(ARGS)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from lhl.distill.config import load_config, preset_dir
 from lhl.distill.methods import kd_methods
 from lhl.distill.run import run
+from lhl.distill.seeds import parse_seeds, run_seeds
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -26,6 +27,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--out", help="run folder parent (run.out_dir)")
     p.add_argument("--name", help="run folder name (run.name)")
     p.add_argument("--teacher-ckpt", help="teacher.ckpt of an earlier `lhl distill` run (run.teacher_ckpt)")
+    p.add_argument("--seeds", help="run once per seed ('0 1 2 3 4' or 0,1,2,3,4), each in <name>_seed<k>, "
+                   "then one table over the seeds with paired intervals: <out>/<name>_seeds.md")
     p.add_argument("--config", action="append", default=[], help="preset: experiments/kd/NAME.yaml or a path")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     return p.parse_intermixed_args(argv)  # key=value overrides may come before or after flags
@@ -43,7 +46,13 @@ def config_from_args(args: argparse.Namespace) -> DictConfig:
 
 def cli(argv: Optional[List[str]] = None) -> int:
     """`lhl distill ...`: returns the exit code."""
-    cfg = config_from_args(parse_args(sys.argv[1:] if argv is None else list(argv)))
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    cfg, seeds = config_from_args(args), parse_seeds(args.seeds)
+    if seeds is not None:
+        summary = run_seeds(cfg, seeds, run)
+        print("\n" + summary.read_text())
+        print(f"summary: {summary}")
+        return 0
     root = run(cfg)
     print("\n" + (root / "results.md").read_text())
     print(f"run folder: {root}")

@@ -2,7 +2,8 @@
 
 The run folder gets the resolved `config.yaml`, `teacher.ckpt` (reused when present), one CSV log
 folder per model, and `results.json` + `results.md` (mIoU and pixel accuracy on the val set). The
-table keeps the rows of earlier runs in the folder made with the same config and teacher.
+table keeps the rows of earlier runs in the folder made with the same config and teacher, and those
+rows are not trained again, so an interrupted run resumes at its first missing row.
 """
 from __future__ import annotations
 
@@ -126,6 +127,10 @@ def run(cfg: DictConfig) -> Path:
     results.update(earlier_rows(root, cfg, teacher_id))
     write_results(root, results, cfg)
     for kind in kinds:
+        if kind in results:  # an earlier run of this folder made it with this config and teacher
+            print(f"{root}: keeping the earlier '{kind}' row (same config and teacher); delete "
+                  f"{root / 'results.json'} to train it again")
+            continue
         _reseed(cfg, train)
         student = build_segmenter(**spec, key="student")
         distiller = build_distiller(kind, cfg, teacher, student)

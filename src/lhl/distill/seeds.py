@@ -1,0 +1,152 @@
+"""`lhl distill --seeds 0 1 2 3 4`: one `lhl distill` run per seed, then one table over the seeds.
+
+Seed k runs in `<out_dir>/<name>_seed<k>` with `run.seed=k` (its own teacher, trained or reused from
+that folder); rows already in a seed's folder with the same config and teacher are kept, so an
+interrupted sweep resumes where it stopped. The summary `<out_dir>/<name>_seeds.{md,json}` gives, per
+row, mIoU and pixel accuracy as mean ± sample std over the seeds, and two paired comparisons over
+the same seeds (same teacher, initialisation and batch order within a seed): the mIoU gain over the
+student trained alone, and the mIoU difference of HeteroAKD minus the row, each with its 95 %
+Student-t interval. A difference whose interval excludes 0 is marked with `*`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from lhl.core.io import atomic_write_json, atomic_write_text
+from lhl.distill.methods import kd_methods, label
+from lhl.reporting.aggregate import mean_std
+from lhl.reporting.ranks import paired_test
+from lhl.reporting.render import table
+
+#: the rows every paired column is taken against (registry names)
+ALONE, HETEROAKD = "none", "heteroakd"
+
+
+def base_name(cfg: DictConfig) -> str:
+    """The run name the seed folders extend: `run.name`, or `<data>_<teacher>_to_<student>`."""
+    return cfg.run.name or f"{cfg.data.name}_{cfg.teacher.name}_to_{cfg.student.name}"
+
+
+def seed_config(cfg: DictConfig, base: str, seed: int) -> DictConfig:
+    """`cfg` for seed `seed`: `run.seed` set and the folder `<base>_seed<seed>`."""
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    out.run.seed, out.run.name = int(seed), f"{base}_seed{int(seed)}"
+    if out.run.teacher_ckpt:
+        raise ValueError("run.teacher_ckpt with --seeds: every seed trains its own teacher in its own folder; "
+                         "leave run.teacher_ckpt unset (or run one seed at a time)")
+    return out
+
+
+def _pct(values: Sequence[float]) -> List[float]:
+    return [100.0 * v for v in values]
+
+
+def _interval(test: dict) -> str:
+    """`+1.23 [+0.40, +2.06]*`: the mean paired difference, its 95 % interval, * when 0 is outside."""
+    if test["mean"] is None:
+        return ""
+    if test["ci95"] is None:
+        return f"{test['mean']:+.2f}"
+    lo, hi = test["ci95"]
+    star = "*" if lo > 0 or hi < 0 else ""
+    return f"{test['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]{star}"
+
+
+def summarise(per_seed: Dict[int, Dict]) -> Dict:
+    """Mean ± std and the paired comparisons over the seeds whose results hold a row.
+
+    `per_seed` maps a seed to its `results.json`. A row's paired columns use the seeds that have
+    both it and the row it is compared with."""
+    seeds = sorted(per_seed)
+    rows: Dict[str, Dict] = {}
+    for key in ("teacher",) + kd_methods():
+        have = [s for s in seeds if key in per_seed[s]]
+        if not have:
+            continue
+        row = {"model": per_seed[have[0]][key]["model"], "seeds": have,
+               "miou": _pct([per_seed[s][key]["miou"] for s in have]),
+               "pixacc": _pct([per_seed[s][key]["pixacc"] for s in have])}
+        row["miou_stats"], row["pixacc_stats"] = mean_std(row["miou"]), mean_std(row["pixacc"])
+        for ref, field, sign in ((ALONE, "vs_alone", 1), (HETEROAKD, "heteroakd_minus", -1)):
+            if key in ("teacher", ref):
+                continue
+            both = [s for s in have if ref in per_seed[s]]
+            if both:
+                mine = _pct([per_seed[s][key]["miou"] for s in both])
+                theirs = _pct([per_seed[s][ref]["miou"] for s in both])
+                row[field] = paired_test(mine, theirs) if sign > 0 else paired_test(theirs, mine)
+                row[field]["seeds"] = both
+        rows[key] = row
+    return {"seeds": seeds, "rows": rows}
+
+
+def summary_markdown(summary: Dict, title: str) -> str:
+    """The table of `summarise`: one line per row, mean ± std, then the paired columns."""
+    n = len(summary["seeds"])
+    header = ["run", "model", "mIoU (%)", "pixel acc (%)", "mIoU gain over alone, paired [95 % CI]",
+              "HeteroAKD − row, paired [95 % CI]"]
+    body = []
+    for key, r in summary["rows"].items():
+        m, p = r["miou_stats"], r["pixacc_stats"]
+        cells = [label(key), r["model"], f"{m['mean']:.2f} ± {m['std']:.2f}", f"{p['mean']:.2f} ± {p['std']:.2f}",
+                 _interval(r["vs_alone"]) if "vs_alone" in r else "",
+                 _interval(r["heteroakd_minus"]) if "heteroakd_minus" in r else ""]
+        if len(r["seeds"]) != n:
+            cells[0] += f" (seeds {', '.join(map(str, r['seeds']))})"
+        body.append(cells)
+    lines = [f"# {title}", "", f"Seeds {', '.join(map(str, summary['seeds']))} (n = {n}); mean ± sample std "
+             "over the seeds; paired differences are in mIoU points over the same seeds, * where the 95 % "
+             "interval excludes 0.", ""]
+    return "\n".join(lines + table(header, body)) + "\n"
+
+
+def read_seed_results(out_dir: Path, base: str, seeds: Sequence[int]) -> Dict[int, Dict]:
+    """`results.json` of each seed folder that has one."""
+    found = {}
+    for s in seeds:
+        path = out_dir / f"{base}_seed{int(s)}" / "results.json"
+        if path.exists():
+            found[int(s)] = json.loads(path.read_text())
+    return found
+
+
+def run_seeds(cfg: DictConfig, seeds: Sequence[int], run_one=None) -> Path:
+    """Run (or resume) every seed, then write the summary; returns the summary's .md path."""
+    if run_one is None:
+        from lhl.distill.run import run as run_one
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds, e.g. --seeds 0 1 2 3 4")
+    base, out_dir = base_name(cfg), Path(cfg.run.out_dir)
+    configs = [seed_config(cfg, base, s) for s in seeds]  # all checked before the first run
+    for seed_cfg in configs:
+        print(f"lhl distill: seed {seed_cfg.run.seed} -> {out_dir / seed_cfg.run.name}")
+        run_one(seed_cfg)
+    return write_summary(cfg, out_dir, base, seeds)
+
+
+def write_summary(cfg: DictConfig, out_dir: Path, base: str, seeds: Sequence[int]) -> Path:
+    """`<base>_seeds.json` and `.md` in `out_dir`, over the seed folders that exist."""
+    per_seed = read_seed_results(out_dir, base, seeds)
+    if not per_seed:
+        raise FileNotFoundError(f"{out_dir}: no {base}_seed<k>/results.json for seeds {list(seeds)}")
+    summary = summarise(per_seed)
+    teacher = cfg.teacher.name
+    title = f"Distillation on {cfg.data.name}: {teacher} -> {cfg.student.name}, {len(per_seed)} seeds"
+    md = out_dir / f"{base}_seeds.md"
+    atomic_write_json(out_dir / f"{base}_seeds.json", summary)
+    atomic_write_text(md, summary_markdown(summary, title))
+    return md
+
+
+def parse_seeds(text: Optional[str]) -> Optional[List[int]]:
+    """`--seeds "0 1 2"` or `--seeds 0,1,2` into ints (None when not given)."""
+    if not text:
+        return None
+    try:
+        return [int(tok) for tok in str(text).replace(",", " ").split()]
+    except ValueError as err:
+        raise ValueError(f"--seeds {text!r}: seeds are integers, e.g. --seeds '0 1 2 3 4'") from err

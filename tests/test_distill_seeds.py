@@ -1,0 +1,84 @@
+"""`lhl distill --seeds`: one folder per seed, and the summary's statistics against hand-computed values."""
+import json
+import math
+
+import pytest
+from omegaconf import OmegaConf
+
+from lhl.core.io import atomic_write_json
+from lhl.distill.cli import parse_args
+from lhl.distill.config import load_config
+from lhl.distill.seeds import parse_seeds, run_seeds, seed_config, summarise, summary_markdown
+
+
+def _row(model, miou, pixacc=0.5):
+    return {"model": model, "miou": miou, "pixacc": pixacc}
+
+
+def _results(alone, hakd, kd=None):
+    out = {"teacher": _row("t", 0.30), "none": _row("s", alone), "heteroakd": _row("s", hakd)}
+    if kd is not None:
+        out["kd"] = _row("s", kd)
+    return out
+
+
+def test_summary_paired_intervals_match_hand_computed_values():
+    # gains of HeteroAKD over alone: +1, +2, +3 points -> mean 2, sd 1, t(0.975, 2) = 4.302653
+    per_seed = {0: _results(0.20, 0.21, 0.20), 1: _results(0.22, 0.24, 0.23), 2: _results(0.18, 0.21)}
+    s = summarise(per_seed)
+    h = s["rows"]["heteroakd"]
+    assert h["miou"] == pytest.approx([21.0, 24.0, 21.0])
+    assert h["miou_stats"]["mean"] == pytest.approx(22.0) and h["miou_stats"]["std"] == pytest.approx(math.sqrt(3))
+    half = 4.302653 * 1 / math.sqrt(3)
+    assert h["vs_alone"]["mean"] == pytest.approx(2.0)
+    assert h["vs_alone"]["ci95"] == pytest.approx([2 - half, 2 + half], rel=1e-5)
+    assert "heteroakd_minus" not in h and "vs_alone" not in s["rows"]["none"]
+    # HeteroAKD minus the student alone is the same test, seen from the alone row
+    assert s["rows"]["none"]["heteroakd_minus"]["mean"] == pytest.approx(2.0)
+    # logit KD exists for seeds 0 and 1 only: its paired columns use those two seeds
+    kd = s["rows"]["kd"]
+    assert kd["seeds"] == [0, 1] and kd["vs_alone"]["seeds"] == [0, 1]
+    assert kd["vs_alone"]["mean"] == pytest.approx(0.5)  # 0 and +1 points
+    assert kd["heteroakd_minus"]["mean"] == pytest.approx(1.0)  # +1 and +1: no spread, no interval
+    assert kd["heteroakd_minus"]["ci95"] is None
+    md = summary_markdown(s, "t")
+    assert "| HeteroAKD | s | 22.00 ± 1.73 | 50.00 ± 0.00 | +2.00 [-0.48, +4.48] |  |" in md
+    assert "| logit KD (seeds 0, 1) |" in md and "| +1.00 |" in md
+    assert "| teacher | t | 30.00 ± 0.00 |" in md
+
+
+def test_an_interval_that_excludes_zero_is_starred():
+    per_seed = {k: _results(0.20, 0.20 + d) for k, d in enumerate((0.010, 0.011, 0.012, 0.013))}
+    md = summary_markdown(summarise(per_seed), "t")
+    # diffs 1.0, 1.1, 1.2, 1.3: sd 0.1291, t(0.975, 3) = 3.1824 -> half width 0.2054
+    assert "+1.15 [+0.94, +1.36]*" in md
+
+
+def test_run_seeds_gives_each_seed_its_folder_and_summarises(tmp_path):
+    cfg = load_config([], [f"run.out_dir={tmp_path}"])
+    seen = []
+
+    def fake_run(c):
+        seen.append((c.run.seed, c.run.name))
+        atomic_write_json(tmp_path / c.run.name / "results.json", _results(0.2, 0.2 + 0.01 * (c.run.seed + 1)))
+        return tmp_path / c.run.name
+
+    md = run_seeds(cfg, [3, 4], fake_run)
+    base = "synthetic_deeplabv3_resnet18_to_segformer_pvt_v2_b0"
+    assert seen == [(3, f"{base}_seed3"), (4, f"{base}_seed4")]
+    assert md == tmp_path / f"{base}_seeds.md"
+    summary = json.loads((tmp_path / f"{base}_seeds.json").read_text())
+    assert summary["seeds"] == [3, 4]
+    assert summary["rows"]["heteroakd"]["vs_alone"]["mean"] == pytest.approx(4.5)
+
+
+def test_seed_options_are_checked():
+    assert parse_seeds("0 1, 2") == [0, 1, 2] and parse_seeds(None) is None
+    assert parse_args(["--seeds", "0 1 2", "train.lr=0.1"]).seeds == "0 1 2"
+    with pytest.raises(ValueError, match="seeds are integers"):
+        parse_seeds("0 a")
+    cfg = load_config([], ["run.teacher_ckpt=/x/teacher.ckpt"])
+    with pytest.raises(ValueError, match="every seed trains its own teacher"):
+        seed_config(cfg, "b", 0)
+    with pytest.raises(ValueError, match="distinct seeds"):
+        run_seeds(OmegaConf.create(load_config([], [])), [1, 1], lambda c: None)
