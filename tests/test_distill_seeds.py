@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 from lhl.core.io import atomic_write_json
 from lhl.distill.cli import parse_args
 from lhl.distill.config import load_config
+from lhl.distill.methods import requested_kinds
 from lhl.distill.seeds import parse_seeds, run_seeds, seed_config, summarise, summary_markdown
 
 
@@ -78,7 +79,12 @@ def test_seed_options_are_checked():
     with pytest.raises(ValueError, match="seeds are integers"):
         parse_seeds("0 a")
     cfg = load_config([], ["run.teacher_ckpt=/x/teacher.ckpt"])
-    with pytest.raises(ValueError, match="every seed trains its own teacher"):
+    with pytest.raises(ValueError, match=r"one teacher would serve every seed; put \{seed\} in the path"):
         seed_config(cfg, "b", 0)
+    cfg = load_config([], ["run.teacher_ckpt=/x/b_seed{seed}/teacher.ckpt"])
+    assert seed_config(cfg, "c", 3).run.teacher_ckpt == "/x/b_seed3/teacher.ckpt"
+    assert requested_kinds("heteroakd, none") == ("none", "heteroakd") and len(requested_kinds("all")) == 7
+    with pytest.raises(ValueError, match="run.kd='nope'"):
+        requested_kinds("none,nope")
     with pytest.raises(ValueError, match="distinct seeds"):
         run_seeds(OmegaConf.create(load_config([], [])), [1, 1], lambda c: None)

@@ -15,13 +15,13 @@ class DistillRunConfig:
     out_dir: str = "runs/kd"  # the run folder is out_dir/name
     name: Optional[str] = None  # default: <data>_<teacher>_to_<student>
     seed: int = 0  # seed_everything before each model is built (same student init for all)
-    # none | kd | cwd | skd | cirkd | afdcd | heteroakd | all (every registered distiller); the
-    # table keeps earlier rows
-    # in the folder made with the same config and teacher
+    # none | kd | cwd | skd | cirkd | afdcd | heteroakd | all (every registered distiller), or a
+    # comma-separated list of them ("none,kd,heteroakd"); the table keeps earlier rows in the folder
+    # made with the same config and teacher
     kd: str = "all"
     # a teacher.ckpt written by this command; default <run folder>/teacher.ckpt, trained first when
     # absent and reused when present (an error when it does not match teacher.* apart from
-    # pretrained, or the data's classes)
+    # pretrained, or the data's classes); with --seeds it must hold "{seed}", filled with each seed
     teacher_ckpt: Optional[str] = None
 
 

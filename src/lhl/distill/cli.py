@@ -19,7 +19,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
         prog="lhl distill",
         description="Train (or load) a teacher, then students alone / with each distiller (--kd), one table.",
     )
-    p.add_argument("--kd", choices=kd_methods() + ("all",), help="method(s) to train (run.kd)")
+    p.add_argument("--kd", help=f"method(s) to train (run.kd): {', '.join(kd_methods())}, a comma-separated "
+                   "list of them, or all")
     p.add_argument("--teacher", help="teacher segmenter name (teacher.name)")
     p.add_argument("--student", help="student segmenter name (student.name)")
     p.add_argument("--data", help="dataset: synthetic | nyuv2 | cityscapes (data.name); also loads "

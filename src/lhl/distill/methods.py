@@ -25,6 +25,18 @@ def needs_teacher(kind: str) -> bool:
     return bool(DISTILLERS.get(kind).needs_teacher)
 
 
+def requested_kinds(value: str) -> Tuple[str, ...]:
+    """The methods `run.kd` asks for, in table order: "all", one name or a comma-separated list."""
+    if str(value).strip() == "all":
+        return kd_methods()
+    names = [v.strip() for v in str(value).split(",") if v.strip()]
+    if not names:
+        raise ValueError(f"run.kd='{value}': choose one or more of {', '.join(kd_methods())} (comma-separated) or all")
+    for name in names:
+        check_kind(name)
+    return tuple(k for k in kd_methods() if k in names)
+
+
 def check_kind(kind: str) -> None:
     """A `run.kd` name that is not registered is an error listing the valid ones."""
     if kind not in DISTILLERS:

@@ -22,7 +22,7 @@ from lhl.distill.baselines import StudentOnly
 from lhl.distill.checkpoint import file_digest, load_teacher, model_spec, save_model
 from lhl.distill.config import devices
 from lhl.distill.loaders import build_loaders
-from lhl.distill.methods import build_distiller, check_kind, kd_methods, needs_teacher
+from lhl.distill.methods import build_distiller, needs_teacher, requested_kinds
 from lhl.distill.student_module import DistillModule
 from lhl.distill.render import write_results
 from lhl.distill.rows import config_digest, earlier_rows
@@ -105,9 +105,7 @@ def teacher_stage(cfg: DictConfig, teacher: Segmenter, spec: Optional[Dict], ckp
 
 def run(cfg: DictConfig) -> Path:
     """The whole comparison; returns the run folder."""
-    kinds = list(kd_methods()) if cfg.run.kd == "all" else [str(cfg.run.kd)]
-    for k in kinds:
-        check_kind(k)
+    kinds = requested_kinds(cfg.run.kd)
     devices(cfg)
     name = cfg.run.name or f"{cfg.data.name}_{cfg.teacher.name}_to_{cfg.student.name}"
     root = Path(cfg.run.out_dir) / name

@@ -1,7 +1,8 @@
 """`lhl distill --seeds 0 1 2 3 4`: one `lhl distill` run per seed, then one table over the seeds.
 
-Seed k runs in `<out_dir>/<name>_seed<k>` with `run.seed=k` (its own teacher, trained or reused from
-that folder); rows already in a seed's folder with the same config and teacher are kept, so an
+Seed k runs in `<out_dir>/<name>_seed<k>` with `run.seed=k` and its own teacher: trained in or
+reused from that folder, or read from `run.teacher_ckpt` with `{seed}` replaced by k (to reuse the
+teachers of another sweep); rows already in a seed's folder with the same config and teacher are kept, so an
 interrupted sweep resumes where it stopped. The summary `<out_dir>/<name>_seeds.{md,json}` gives, per
 row, mIoU and pixel accuracy as mean ± sample std over the seeds, and two paired comparisons over
 the same seeds (same teacher, initialisation and batch order within a seed): the mIoU gain over the
@@ -36,8 +37,11 @@ def seed_config(cfg: DictConfig, base: str, seed: int) -> DictConfig:
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     out.run.seed, out.run.name = int(seed), f"{base}_seed{int(seed)}"
     if out.run.teacher_ckpt:
-        raise ValueError("run.teacher_ckpt with --seeds: every seed trains its own teacher in its own folder; "
-                         "leave run.teacher_ckpt unset (or run one seed at a time)")
+        if "{seed}" not in out.run.teacher_ckpt:
+            raise ValueError(f"run.teacher_ckpt={out.run.teacher_ckpt} with --seeds: one teacher would serve every "
+                             "seed; put {seed} in the path (e.g. runs/kd/NAME_seed{seed}/teacher.ckpt) to reuse "
+                             "each seed's teacher, or leave it unset to train one per seed folder")
+        out.run.teacher_ckpt = out.run.teacher_ckpt.replace("{seed}", str(int(seed)))
     return out
 
 
