@@ -81,7 +81,7 @@ def _make_distill_argv(*make_args):
     `make test ARGS=...` would hand its variables down through MAKEFLAGS)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS", "KD", "TEACHER",
-                        "STUDENT", "DATA", "TEACHER_CKPT")}
+                        "STUDENT", "DATA", "TEACHER_CKPT", "SEEDS")}
     out = subprocess.run(["make", "-n", "-C", str(REPO), "distill", *make_args], capture_output=True,
                          text=True, check=True, env=env).stdout
     line = [ln for ln in out.splitlines() if "lhl distill" in ln][-1]
@@ -93,6 +93,7 @@ def _make_distill_argv(*make_args):
 def test_make_distill_passes_only_the_variables_set():
     assert _make_distill_argv() == []
     assert _make_distill_argv("TEACHER=x", "TEACHER_CKPT=/t.ckpt") == ["--teacher", "x", "--teacher-ckpt", "/t.ckpt"]
+    assert _make_distill_argv("SEEDS=0 1 2", "KD=none,kd") == ["--kd", "none,kd", "--seeds", "0 1 2"]
     cfg = config_from_args(parse_args(_make_distill_argv("ARGS=--config swin_to_cnn")))
     assert (cfg.teacher.name, cfg.student.name) == ("upernet_swin_tiny_patch4_window7_224", "deeplabv3_mobilenetv2_100")
     assert (cfg.data.name, cfg.run.kd) == ("synthetic", "all")  # default.yaml's
@@ -149,6 +150,8 @@ def test_rows_of_earlier_runs_are_kept_and_stale_ones_dropped(tmp_path, capsys):
     assert cli(["--kd", "none"] + common) == 0
     first = json.loads((run / "results.json").read_text())
     table = (run / "results.md").read_text()
+    assert 0 <= first["teacher"]["train_miou"] <= 1 and 0 <= first["teacher"]["train_pixacc"] <= 1
+    assert "The teacher on the training images (those the students are distilled on): mIoU" in table
     assert "Missing rows: logit KD, CWD, SKD, CIRKD, Af-DCD, HeteroAKD." in table
     assert f"lhl distill --config {run / 'config.yaml'} --kd kd" in table
 

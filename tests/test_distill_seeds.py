@@ -17,7 +17,7 @@ def _row(model, miou, pixacc=0.5):
 
 
 def _results(alone, hakd, kd=None):
-    out = {"teacher": _row("t", 0.30), "none": _row("s", alone), "heteroakd": _row("s", hakd)}
+    out = {"teacher": dict(_row("t", 0.30), train_miou=0.9, train_pixacc=0.95), "none": _row("s", alone), "heteroakd": _row("s", hakd)}
     if kd is not None:
         out["kd"] = _row("s", kd)
     return out
@@ -46,6 +46,8 @@ def test_summary_paired_intervals_match_hand_computed_values():
     assert "| HeteroAKD | s | 22.00 ± 1.73 | 50.00 ± 0.00 | +2.00 [-0.48, +4.48] |  |" in md
     assert "| logit KD (seeds 0, 1) |" in md and "| +1.00 |" in md
     assert "| teacher | t | 30.00 ± 0.00 |" in md
+    assert "The teacher on the training images (those the students are distilled on): mIoU 90.00 ± 0.00, " \
+        "pixel accuracy 95.00 ± 0.00." in md
 
 
 def test_an_interval_that_excludes_zero_is_starred():

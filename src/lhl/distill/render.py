@@ -30,6 +30,10 @@ def render_markdown(results: Dict, cfg: DictConfig, root: Optional[Path] = None)
             f"| {label(key)} | {r['model']} | {r['params_m']:.3f} | {100 * r['miou']:.2f} | "
             f"{100 * r['pixacc']:.2f} | {gain} | {r['train_s']:.1f} |"
         )
+    teacher = results.get("teacher", {})
+    if "train_miou" in teacher:
+        lines += ["", f"The teacher on the training images (those the students are distilled on): mIoU "
+                  f"{100 * teacher['train_miou']:.2f}, pixel accuracy {100 * teacher['train_pixacc']:.2f}."]
     missing = [k for k in methods if k not in results]
     if missing:
         config = (root / "config.yaml") if root is not None else "<run folder>/config.yaml"

@@ -98,6 +98,11 @@ def teacher_stage(cfg: DictConfig, teacher: Segmenter, spec: Optional[Dict], ckp
     module = _module(cfg, teacher, StudentOnly(), None, steps)
     result = {"model": teacher.name, "params_m": _params(teacher), "checkpoint": str(ckpt),
               **train_model(cfg, module, train, val, root, "teacher", steps)}
+    # how closely the teacher fits the labels of the images the students are distilled on: near 100 %,
+    # its soft targets there carry little beyond the labels themselves
+    on_train = DataLoader(train.dataset, batch_size=train.batch_size, shuffle=False, num_workers=train.num_workers)
+    fit = _evaluate(cfg, module, on_train, root, "teacher")
+    result.update(train_miou=fit["miou"], train_pixacc=fit["pixacc"])
     if spec is not None:
         save_model(teacher, spec, ckpt)
     return result

@@ -75,6 +75,10 @@ def summarise(per_seed: Dict[int, Dict]) -> Dict:
                "miou": _pct([per_seed[s][key]["miou"] for s in have]),
                "pixacc": _pct([per_seed[s][key]["pixacc"] for s in have])}
         row["miou_stats"], row["pixacc_stats"] = mean_std(row["miou"]), mean_std(row["pixacc"])
+        fit = [s for s in have if "train_miou" in per_seed[s][key]]
+        if key == "teacher" and fit == have:
+            row["train_miou_stats"] = mean_std(_pct([per_seed[s][key]["train_miou"] for s in have]))
+            row["train_pixacc_stats"] = mean_std(_pct([per_seed[s][key]["train_pixacc"] for s in have]))
         for ref, field, sign in ((ALONE, "vs_alone", 1), (HETEROAKD, "heteroakd_minus", -1)):
             if key in ("teacher", ref):
                 continue
@@ -105,7 +109,13 @@ def summary_markdown(summary: Dict, title: str) -> str:
     lines = [f"# {title}", "", f"Seeds {', '.join(map(str, summary['seeds']))} (n = {n}); mean ± sample std "
              "over the seeds; paired differences are in mIoU points over the same seeds, * where the 95 % "
              "interval excludes 0.", ""]
-    return "\n".join(lines + table(header, body)) + "\n"
+    lines += table(header, body)
+    t = summary["rows"].get("teacher", {})
+    if "train_miou_stats" in t:
+        m, p = t["train_miou_stats"], t["train_pixacc_stats"]
+        lines += ["", f"The teacher on the training images (those the students are distilled on): mIoU "
+                  f"{m['mean']:.2f} ± {m['std']:.2f}, pixel accuracy {p['mean']:.2f} ± {p['std']:.2f}."]
+    return "\n".join(lines) + "\n"
 
 
 def read_seed_results(out_dir: Path, base: str, seeds: Sequence[int]) -> Dict[int, Dict]:
