@@ -167,7 +167,7 @@ def test_rows_of_earlier_runs_are_kept_and_stale_ones_dropped(tmp_path, capsys):
     # the same again: the rows are kept, not trained again (an interrupted run resumes at its first missing row)
     capsys.readouterr()
     assert cli(["--config", str(run / "config.yaml"), "--kd", "kd"]) == 0
-    assert "keeping the earlier 'kd' row" in capsys.readouterr().out
+    assert "keeping the earlier rows kd (same config and teacher)" in capsys.readouterr().out
     assert json.loads((run / "results.json").read_text())["kd"] == second["kd"]
 
     # another learning rate: the earlier student rows are stale

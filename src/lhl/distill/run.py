@@ -129,10 +129,12 @@ def run(cfg: DictConfig) -> Path:
     teacher_id = results["teacher"]["teacher_id"] = file_digest(ckpt)
     results.update(earlier_rows(root, cfg, teacher_id))
     write_results(root, results, cfg)
+    kept = [k for k in kinds if k in results]  # an earlier run of this folder made them with this config and teacher
+    if kept:
+        print(f"{root}: keeping the earlier rows {', '.join(kept)} (same config and teacher); delete "
+              f"{root / 'results.json'} to train them again")
     for kind in kinds:
-        if kind in results:  # an earlier run of this folder made it with this config and teacher
-            print(f"{root}: keeping the earlier '{kind}' row (same config and teacher); delete "
-                  f"{root / 'results.json'} to train it again")
+        if kind in kept:
             continue
         _reseed(cfg, train)
         student = build_segmenter(**spec, key="student")
