@@ -90,3 +90,27 @@ def test_seed_options_are_checked():
         requested_kinds("none,nope")
     with pytest.raises(ValueError, match="distinct seeds"):
         run_seeds(OmegaConf.create(load_config([], [])), [1, 1], lambda c: None)
+
+
+def test_study_compares_one_row_across_sweeps(tmp_path, capsys):
+    from lhl.cli import main as lhl_main
+    from lhl.distill.study import study
+
+    for k, (a, h_ref, h_new) in enumerate([(0.20, 0.21, 0.22), (0.22, 0.22, 0.24), (0.18, 0.20, 0.23)]):
+        atomic_write_json(tmp_path / f"ref_seed{k}" / "results.json", _results(a, h_ref))
+        atomic_write_json(tmp_path / f"new_seed{k}" / "results.json", _results(a, h_new))
+    atomic_write_json(tmp_path / "new_seedx" / "results.json", _results(0.5, 0.5))  # not a seed folder: ignored
+    obj = study(tmp_path, ["ref", "new"], "heteroakd")
+    new = obj["sweeps"]["new"]
+    assert new["seeds"] == [0, 1, 2] and new["miou"]["mean"] == pytest.approx(23.0)
+    assert new["vs_alone"]["mean"] == pytest.approx(3.0)  # +2, +2, +5: sd sqrt(3), se 1 -> half width 4.3027
+    assert new["vs_ref"]["mean"] == pytest.approx(2.0)  # +1, +2, +3: sd 1 -> half width 4.3027 / sqrt(3)
+    assert new["vs_ref"]["ci95"] == pytest.approx([2 - 4.302653 / math.sqrt(3), 2 + 4.302653 / math.sqrt(3)], rel=1e-5)
+    assert "vs_ref" not in obj["sweeps"]["ref"]
+    assert study(tmp_path, ["ref", "new"], "heteroakd", seeds=[0, 1])["sweeps"]["new"]["vs_ref"]["n"] == 2
+    out = tmp_path / "study.md"
+    assert lhl_main(["distill-study", "--out", str(tmp_path), "ref", "new", "--write", str(out)]) == 0
+    assert "| new | 0, 1, 2 | 23.00 ± 1.00 | 20.00 ± 2.00 | +3.00 [-1.30, +7.30] | +2.00 [-0.48, +4.48] |" in out.read_text()
+    assert json.loads(out.with_suffix(".json").read_text())["ref"] == "ref"
+    with pytest.raises(FileNotFoundError, match="no nope_seed<k>/results.json"):
+        study(tmp_path, ["nope"], "heteroakd")

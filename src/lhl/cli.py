@@ -22,6 +22,7 @@ commands:
   data convert-nyuv2 --mat F --splits F --out DIR
   data convert-cityscapes --src DIR --out DIR
   distill [--kd ...] [key=value ...]      cross-architecture distillation (HeteroAKD and baselines)
+  distill-study NAME.. [--ref NAME]       one distiller's row across `distill --seeds` sweeps, paired
   bench [--out FILE] [...]                training-step throughput of finetune / LwF / HAD
   bench-e2e [--seq S --method M] [k=v]    a whole sequence timed as lhl runs it and as the release does
   release-parity --release LOG.. --lhl RUN..  the HAD release and lhl side by side (final metrics per seed)
@@ -54,6 +55,7 @@ COMMANDS = {
     "report": "lhl.reporting.report_cli:cli",
     "curves": "lhl.reporting.curves:cli",
     "distill": "lhl.distill.cli:cli",
+    "distill-study": "lhl.distill.study:cli",
     "bench": "lhl.tools.bench:cli",
     "bench-e2e": "lhl.tools.bench_e2e:cli",
     "release-parity": "lhl.tools.release_parity:cli",

@@ -45,11 +45,11 @@ def seed_config(cfg: DictConfig, base: str, seed: int) -> DictConfig:
     return out
 
 
-def _pct(values: Sequence[float]) -> List[float]:
+def percent(values: Sequence[float]) -> List[float]:
     return [100.0 * v for v in values]
 
 
-def _interval(test: dict) -> str:
+def interval_text(test: dict) -> str:
     """`+1.23 [+0.40, +2.06]*`: the mean paired difference, its 95 % interval, * when 0 is outside."""
     if test["mean"] is None:
         return ""
@@ -72,20 +72,20 @@ def summarise(per_seed: Dict[int, Dict]) -> Dict:
         if not have:
             continue
         row = {"model": per_seed[have[0]][key]["model"], "seeds": have,
-               "miou": _pct([per_seed[s][key]["miou"] for s in have]),
-               "pixacc": _pct([per_seed[s][key]["pixacc"] for s in have])}
+               "miou": percent([per_seed[s][key]["miou"] for s in have]),
+               "pixacc": percent([per_seed[s][key]["pixacc"] for s in have])}
         row["miou_stats"], row["pixacc_stats"] = mean_std(row["miou"]), mean_std(row["pixacc"])
         fit = [s for s in have if "train_miou" in per_seed[s][key]]
         if key == "teacher" and fit == have:
-            row["train_miou_stats"] = mean_std(_pct([per_seed[s][key]["train_miou"] for s in have]))
-            row["train_pixacc_stats"] = mean_std(_pct([per_seed[s][key]["train_pixacc"] for s in have]))
+            row["train_miou_stats"] = mean_std(percent([per_seed[s][key]["train_miou"] for s in have]))
+            row["train_pixacc_stats"] = mean_std(percent([per_seed[s][key]["train_pixacc"] for s in have]))
         for ref, field, sign in ((ALONE, "vs_alone", 1), (HETEROAKD, "heteroakd_minus", -1)):
             if key in ("teacher", ref):
                 continue
             both = [s for s in have if ref in per_seed[s]]
             if both:
-                mine = _pct([per_seed[s][key]["miou"] for s in both])
-                theirs = _pct([per_seed[s][ref]["miou"] for s in both])
+                mine = percent([per_seed[s][key]["miou"] for s in both])
+                theirs = percent([per_seed[s][ref]["miou"] for s in both])
                 row[field] = paired_test(mine, theirs) if sign > 0 else paired_test(theirs, mine)
                 row[field]["seeds"] = both
         rows[key] = row
@@ -101,8 +101,8 @@ def summary_markdown(summary: Dict, title: str) -> str:
     for key, r in summary["rows"].items():
         m, p = r["miou_stats"], r["pixacc_stats"]
         cells = [label(key), r["model"], f"{m['mean']:.2f} ± {m['std']:.2f}", f"{p['mean']:.2f} ± {p['std']:.2f}",
-                 _interval(r["vs_alone"]) if "vs_alone" in r else "",
-                 _interval(r["heteroakd_minus"]) if "heteroakd_minus" in r else ""]
+                 interval_text(r["vs_alone"]) if "vs_alone" in r else "",
+                 interval_text(r["heteroakd_minus"]) if "heteroakd_minus" in r else ""]
         if len(r["seeds"]) != n:
             cells[0] += f" (seeds {', '.join(map(str, r['seeds']))})"
         body.append(cells)
