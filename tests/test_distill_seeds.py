@@ -54,7 +54,7 @@ def test_an_interval_that_excludes_zero_is_starred():
     per_seed = {k: _results(0.20, 0.20 + d) for k, d in enumerate((0.010, 0.011, 0.012, 0.013))}
     md = summary_markdown(summarise(per_seed), "t")
     # diffs 1.0, 1.1, 1.2, 1.3: sd 0.1291, t(0.975, 3) = 3.1824 -> half width 0.2054
-    assert "+1.15 [+0.94, +1.36]*" in md
+    assert "+1.15 [+0.94, +1.36] *" in md
 
 
 def test_run_seeds_gives_each_seed_its_folder_and_summarises(tmp_path):

@@ -79,3 +79,8 @@ def devices(cfg: DictConfig):
             "(or a one-element list such as [1] to pick a GPU)"
         )
     return value
+
+
+def run_name(cfg: DictConfig) -> str:
+    """The run folder's name: `run.name`, or `<data>_<teacher>_to_<student>`."""
+    return cfg.run.name or f"{cfg.data.name}_{cfg.teacher.name}_to_{cfg.student.name}"

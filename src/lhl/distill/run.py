@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from lhl.core.io import atomic_write_text
 from lhl.distill.baselines import StudentOnly
 from lhl.distill.checkpoint import file_digest, load_teacher, model_spec, save_model
-from lhl.distill.config import devices
+from lhl.distill.config import devices, run_name
 from lhl.distill.loaders import build_loaders
 from lhl.distill.methods import build_distiller, needs_teacher, requested_kinds
 from lhl.distill.student_module import DistillModule
@@ -112,8 +112,7 @@ def run(cfg: DictConfig) -> Path:
     """The whole comparison; returns the run folder."""
     kinds = requested_kinds(cfg.run.kd)
     devices(cfg)
-    name = cfg.run.name or f"{cfg.data.name}_{cfg.teacher.name}_to_{cfg.student.name}"
-    root = Path(cfg.run.out_dir) / name
+    root = Path(cfg.run.out_dir) / run_name(cfg)
     ckpt = Path(cfg.run.teacher_ckpt) if cfg.run.teacher_ckpt else root / "teacher.ckpt"
     if cfg.run.teacher_ckpt and not ckpt.exists():
         raise FileNotFoundError(f"run.teacher_ckpt={ckpt}: no such file (leave it unset to train a teacher)")

@@ -7,7 +7,7 @@ interrupted sweep resumes where it stopped. The summary `<out_dir>/<name>_seeds.
 row, mIoU and pixel accuracy as mean ± sample std over the seeds, and two paired comparisons over
 the same seeds (same teacher, initialisation and batch order within a seed): the mIoU gain over the
 student trained alone, and the mIoU difference of HeteroAKD minus the row, each with its 95 %
-Student-t interval. A difference whose interval excludes 0 is marked with `*`.
+Student-t interval. A difference whose interval excludes 0 is marked with `*` (`render.interval_cell`).
 """
 from __future__ import annotations
 
@@ -18,18 +18,14 @@ from typing import Dict, List, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.core.io import atomic_write_json, atomic_write_text
+from lhl.distill.config import run_name
 from lhl.distill.methods import kd_methods, label
 from lhl.reporting.aggregate import mean_std
 from lhl.reporting.ranks import paired_test
-from lhl.reporting.render import table
+from lhl.reporting.render import interval_cell, table
 
 #: the rows every paired column is taken against (registry names)
 ALONE, HETEROAKD = "none", "heteroakd"
-
-
-def base_name(cfg: DictConfig) -> str:
-    """The run name the seed folders extend: `run.name`, or `<data>_<teacher>_to_<student>`."""
-    return cfg.run.name or f"{cfg.data.name}_{cfg.teacher.name}_to_{cfg.student.name}"
 
 
 def seed_config(cfg: DictConfig, base: str, seed: int) -> DictConfig:
@@ -49,17 +45,6 @@ def percent(values: Sequence[float]) -> List[float]:
     return [100.0 * v for v in values]
 
 
-def interval_text(test: dict) -> str:
-    """`+1.23 [+0.40, +2.06]*`: the mean paired difference, its 95 % interval, * when 0 is outside."""
-    if test["mean"] is None:
-        return ""
-    if test["ci95"] is None:
-        return f"{test['mean']:+.2f}"
-    lo, hi = test["ci95"]
-    star = "*" if lo > 0 or hi < 0 else ""
-    return f"{test['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]{star}"
-
-
 def summarise(per_seed: Dict[int, Dict]) -> Dict:
     """Mean ± std and the paired comparisons over the seeds whose results hold a row.
 
@@ -75,18 +60,17 @@ def summarise(per_seed: Dict[int, Dict]) -> Dict:
                "miou": percent([per_seed[s][key]["miou"] for s in have]),
                "pixacc": percent([per_seed[s][key]["pixacc"] for s in have])}
         row["miou_stats"], row["pixacc_stats"] = mean_std(row["miou"]), mean_std(row["pixacc"])
-        fit = [s for s in have if "train_miou" in per_seed[s][key]]
-        if key == "teacher" and fit == have:
+        if key == "teacher" and all("train_miou" in per_seed[s][key] for s in have):
             row["train_miou_stats"] = mean_std(percent([per_seed[s][key]["train_miou"] for s in have]))
             row["train_pixacc_stats"] = mean_std(percent([per_seed[s][key]["train_pixacc"] for s in have]))
-        for ref, field, sign in ((ALONE, "vs_alone", 1), (HETEROAKD, "heteroakd_minus", -1)):
-            if key in ("teacher", ref):
+        # (field, minuend, subtrahend): the row minus the student alone, HeteroAKD minus the row
+        for field, a, b in (("vs_alone", key, ALONE), ("heteroakd_minus", HETEROAKD, key)):
+            if key == "teacher" or a == b:
                 continue
-            both = [s for s in have if ref in per_seed[s]]
+            both = [s for s in have if a in per_seed[s] and b in per_seed[s]]
             if both:
-                mine = percent([per_seed[s][key]["miou"] for s in both])
-                theirs = percent([per_seed[s][ref]["miou"] for s in both])
-                row[field] = paired_test(mine, theirs) if sign > 0 else paired_test(theirs, mine)
+                row[field] = paired_test(percent([per_seed[s][a]["miou"] for s in both]),
+                                         percent([per_seed[s][b]["miou"] for s in both]))
                 row[field]["seeds"] = both
         rows[key] = row
     return {"seeds": seeds, "rows": rows}
@@ -101,8 +85,8 @@ def summary_markdown(summary: Dict, title: str) -> str:
     for key, r in summary["rows"].items():
         m, p = r["miou_stats"], r["pixacc_stats"]
         cells = [label(key), r["model"], f"{m['mean']:.2f} ± {m['std']:.2f}", f"{p['mean']:.2f} ± {p['std']:.2f}",
-                 interval_text(r["vs_alone"]) if "vs_alone" in r else "",
-                 interval_text(r["heteroakd_minus"]) if "heteroakd_minus" in r else ""]
+                 interval_cell(r["vs_alone"]) if "vs_alone" in r else "",
+                 interval_cell(r["heteroakd_minus"]) if "heteroakd_minus" in r else ""]
         if len(r["seeds"]) != n:
             cells[0] += f" (seeds {', '.join(map(str, r['seeds']))})"
         body.append(cells)
@@ -118,8 +102,12 @@ def summary_markdown(summary: Dict, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_seed_results(out_dir: Path, base: str, seeds: Sequence[int]) -> Dict[int, Dict]:
-    """`results.json` of each seed folder that has one."""
+def read_seed_results(out_dir: Path, base: str, seeds: Optional[Sequence[int]] = None) -> Dict[int, Dict]:
+    """{seed: results.json} of each `<base>_seed<k>` folder that has one (every such folder when
+    `seeds` is None)."""
+    if seeds is None:
+        tails = (p.parent.name[len(base) + len("_seed"):] for p in out_dir.glob(f"{base}_seed*/results.json"))
+        seeds = sorted(int(t) for t in tails if t.isdigit())
     found = {}
     for s in seeds:
         path = out_dir / f"{base}_seed{int(s)}" / "results.json"
@@ -134,7 +122,7 @@ def run_seeds(cfg: DictConfig, seeds: Sequence[int], run_one=None) -> Path:
         from lhl.distill.run import run as run_one
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"--seeds {' '.join(map(str, seeds))}: give distinct seeds, e.g. --seeds 0 1 2 3 4")
-    base, out_dir = base_name(cfg), Path(cfg.run.out_dir)
+    base, out_dir = run_name(cfg), Path(cfg.run.out_dir)
     configs = [seed_config(cfg, base, s) for s in seeds]  # all checked before the first run
     for seed_cfg in configs:
         print(f"lhl distill: seed {seed_cfg.run.seed} -> {out_dir / seed_cfg.run.name}")

@@ -12,25 +12,20 @@ sweeps have. It reads the seed folders only; nothing is trained. Written to stdo
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.distill.methods import label
-from lhl.distill.seeds import ALONE, interval_text, percent
+from lhl.distill.seeds import ALONE, parse_seeds, percent, read_seed_results
 from lhl.reporting.aggregate import mean_std
 from lhl.reporting.ranks import paired_test
-from lhl.reporting.render import table
+from lhl.reporting.render import interval_cell, table
 
 
 def _seed_rows(out_dir: Path, name: str) -> Dict[int, Dict]:
-    """{seed: results.json} of every `name_seed<k>` folder."""
-    found = {}
-    for path in sorted(out_dir.glob(f"{name}_seed*/results.json")):
-        suffix = path.parent.name[len(name) + len("_seed"):]
-        if suffix.isdigit():
-            found[int(suffix)] = json.loads(path.read_text())
+    """{seed: results.json} of every `name_seed<k>` folder; an error naming the command when none."""
+    found = read_seed_results(out_dir, name)
     if not found:
         raise FileNotFoundError(f"{out_dir}: no {name}_seed<k>/results.json (run lhl distill --seeds ... --name {name})")
     return found
@@ -74,8 +69,8 @@ def study_markdown(obj: Dict) -> str:
     for name, e in obj["sweeps"].items():
         stat = (lambda m: f"{m['mean']:.2f} ± {m['std']:.2f}" if m else "")
         body.append([name, ", ".join(map(str, e["seeds"])), stat(e.get("miou")), stat(e.get(ALONE)),
-                     interval_text(e["vs_alone"]) if "vs_alone" in e else "",
-                     interval_text(e["vs_ref"]) if "vs_ref" in e else ""])
+                     interval_cell(e["vs_alone"]) if "vs_alone" in e else "",
+                     interval_cell(e["vs_ref"]) if "vs_ref" in e else ""])
     return "\n".join(table(header, body)) + "\n"
 
 
@@ -89,8 +84,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--seeds", help="only these seeds ('0 1 2')")
     p.add_argument("--write", help="also write the table to this .md (and its .json)")
     a = p.parse_args(argv)
-    seeds = [int(s) for s in a.seeds.replace(",", " ").split()] if a.seeds else None
-    obj = study(Path(a.out), a.names, a.row, a.ref, seeds)
+    obj = study(Path(a.out), a.names, a.row, a.ref, parse_seeds(a.seeds))
     text = study_markdown(obj)
     print(text)
     if a.write:

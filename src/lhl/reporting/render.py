@@ -27,6 +27,17 @@ def _fmt(v: Optional[float]) -> str:
     return "nan" if math.isnan(v) else f"{v:.4f}"
 
 
+def interval_cell(t: Optional[dict]) -> str:
+    """A paired test (`ranks.paired_test` / `welch_test`) as `+1.23 [+0.40, +2.06] *`: the mean
+    difference, its 95 % interval, * when the interval excludes 0; "—" for no test."""
+    if not t or t.get("mean") is None:
+        return "—"
+    if t.get("ci95") is None:
+        return f"{t['mean']:+.2f}"
+    lo, hi = t["ci95"]
+    return f"{t['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (" *" if lo > 0 or hi < 0 else "")
+
+
 def _pm(s: Optional[dict], spec: str = ".4f") -> str:
     """`mean ± std` (the mean alone for a single run); a sign in `spec` applies to the mean only."""
     if not s:
@@ -119,19 +130,11 @@ def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Optional[
     if not present:
         return []
 
-    def cell(t):
-        if not t or t.get("mean") is None:
-            return "—"
-        if t.get("ci95") is None:
-            return f"{t['mean']:+.2f}"
-        lo, hi = t["ci95"]
-        return f"{t['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}]" + (" *" if lo > 0 or hi < 0 else "")
-
     lines = ["## Paired Δ difference vs " + " and ".join(present) + " (percentage points, 95 % t interval over seeds)",
              "", "Δ of the method minus Δ of the anchor, seed by seed; * = the interval excludes 0.", "",
              "| method | " + " | ".join(f"vs {a}" for a in present) + " |",
              "|---" * (len(present) + 1) + "|"]
-    lines += [f"| {name} | " + " | ".join(cell(p.get(a)) for a in present) + " |" for name, p in paired.items()]
+    lines += [f"| {name} | " + " | ".join(interval_cell(p.get(a)) for a in present) + " |" for name, p in paired.items()]
     return lines + [""]
 
 
