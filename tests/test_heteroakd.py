@@ -347,13 +347,23 @@ def test_projector_kinds():
 
 
 def test_projector_relu_comes_before_the_conv():
-    akd = HeteroAKD(3, [4], [5], [0], [0], projector_relu=True)
+    akd = HeteroAKD(3, [4], [5], [0], [0], projector_relu=True, projector="conv")
     for proj in (akd.proj_t[0], akd.proj_s[0]):
         assert [type(m) for m in proj] == [nn.ReLU, nn.Conv2d]
     conv = akd.proj_t[0][1]
     out = akd.proj_t[0](-torch.rand(1, 4, 2, 2))  # negative features are zeroed: only the bias is left
     assert torch.allclose(out, conv.bias.reshape(1, 3, 1, 1).expand(1, 3, 2, 2))
-    assert [type(m) for m in HeteroAKD(3, [4], [5], [0], [0]).proj_t[0]] == [nn.Conv2d]
+    assert [type(m) for m in HeteroAKD(3, [4], [5], [0], [0], projector="conv").proj_t[0]] == [nn.Conv2d]
+    with_bn = HeteroAKD(3, [4], [5], [0], [0], projector_relu=True).proj_t[0]
+    assert [type(m) for m in with_bn] == [nn.ReLU, nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+
+
+def test_default_projector_is_conv_bn_relu_in_class_and_config():
+    """The measured default (README "Studies against the same teachers"): BatchNorm in the projector."""
+    from lhl.config.distill_schema import HeteroAKDConfig
+
+    assert [type(m) for m in HeteroAKD(3, [4], [5], [0], [0]).proj_s[0]] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU]
+    assert HeteroAKDConfig().projector == "conv_bn_relu"
 
 
 def test_heteroakd_rejects_bad_switches():

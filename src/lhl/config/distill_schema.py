@@ -100,7 +100,7 @@ class HeteroAKDConfig:
     # before the mix; invariant to a per-pixel offset of the logits) | sigmoid (the literal
     # BCE(sigmoid(Z)) on raw logits, the behaviour before the calibration)
     reliability: str = "softmax"
-    projector: str = "conv"  # conv (1x1 conv) | conv_bn_relu (1x1 conv, BatchNorm, ReLU: heteroakd_ref)
+    projector: str = "conv_bn_relu"  # conv_bn_relu (1x1 conv, BatchNorm, ReLU; measured better) | conv (a 1x1 conv)
     projector_relu: bool = False  # a ReLU on the stage features before the projector
     projector_supervision: str = "teacher"  # teacher | both | none (CE on the projected logits)
     kmm: bool = True  # false: Z_H = Z_T (ablation)

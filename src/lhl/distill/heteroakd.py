@@ -27,9 +27,12 @@ Choices the paper leaves open, as switches (defaults first):
   a per-class W their optimum is p_S proportional to W p_H). "binary": per class, the KL between
   Bernoulli(sigmoid(Z_H/tau)) and Bernoulli(sigmoid(Z_S/tau)) (the sigmoid view; not
   shift-invariant, so it belongs with reliability "sigmoid").
-- `projector` ("conv"): a 1x1 conv; "conv_bn_relu": 1x1 conv, BatchNorm, ReLU (the sources'
-  variant, `experiments/kd/heteroakd_ref.yaml`). `projector_relu` (false): a ReLU on the stage
-  features before either.
+- `projector` ("conv_bn_relu"): 1x1 conv, BatchNorm, ReLU (the sources' variant, also in
+  `experiments/kd/heteroakd_ref.yaml`); measured better than "conv", a bare 1x1 conv (README,
+  "HeteroAKD": +0.97 mIoU Transformer -> CNN, significant over 5 seeds, and +1.29 CNN ->
+  Transformer, not significant). BatchNorm brings the two families' stage features, whose scales
+  differ by two orders of magnitude (Swin's deepest stages RMS 32-52, ResNet's 0.7), to one scale.
+  `projector_relu` (false): a ReLU on the stage features before either.
 - `projector_supervision` ("teacher"): CE from the GT to the teacher's projected logits ("both":
   the student's too, a deep supervision of its stages; "none": neither, so the teacher projector
   stays random).
@@ -61,7 +64,7 @@ class Projector(nn.Sequential):
     """Stage features -> C-class logits: an optional ReLU, then a 1x1 conv ("conv") or a 1x1 conv,
     BatchNorm and ReLU ("conv_bn_relu")."""
 
-    def __init__(self, cin: int, num_classes: int, relu: bool = False, kind: str = "conv"):
+    def __init__(self, cin: int, num_classes: int, relu: bool = False, kind: str = "conv_bn_relu"):
         layers = [nn.ReLU()] if relu else []
         if kind == "conv":
             layers.append(nn.Conv2d(cin, num_classes, 1))
@@ -83,7 +86,7 @@ class HeteroAKD(Distiller):
         teacher_stages: Sequence[Stage] = (-2, -1), student_stages: Sequence[Stage] = (-2, -1),
         tau: float = 1.0, lambda_akd: float = 1.0, lambda_kd: float = 0.1, kd_tau: float = 1.0,
         lambda_proj: float = 1.0, align_stride: int = 4, weight_axis: str = "class",
-        kl_form: str = "softmax", reliability: str = "softmax", projector: str = "conv",
+        kl_form: str = "softmax", reliability: str = "softmax", projector: str = "conv_bn_relu",
         projector_relu: bool = False, projector_supervision: str = "teacher",
         kmm: bool = True, kem: bool = True, eps: float = 1e-6,
     ):
