@@ -93,6 +93,12 @@ def task_info(data_cfg) -> Dict[str, Tuple[str, int]]:
     return dict(cls.task_info(**options))
 
 
+def timm_kwargs(model_cfg) -> dict:
+    """`model.timm_kwargs` as plain Python (lists, not ListConfig) for timm's constructor."""
+    kw = model_cfg.get("timm_kwargs") or {}
+    return OmegaConf.to_container(kw, resolve=True) if OmegaConf.is_config(kw) else dict(kw)
+
+
 def sequence_tasks(cfg: DictConfig) -> Dict[str, Tuple[str, int]]:
     """The sequence's tasks in order with their (task type, channels), each offered by the dataset."""
     info = task_info(cfg.data)

@@ -56,6 +56,9 @@ class ModelConfig:
     # zero-initialise the last BatchNorm of every residual block (timm's default); false: torchvision's
     # init, as the release builds its ResNet (matters from scratch, not with pretrained weights)
     zero_init_last: bool = True
+    # keyword arguments for timm.create_model(model.backbone), e.g. {channels: [16, 32, 64, 128]}: a
+    # ResNet at a quarter of its width (the CPU benchmark's backbone); they apply to model.backbone only
+    timm_kwargs: Dict[str, Any] = field(default_factory=dict)
     # scratch | synthetic_pretrained: the backbone pretrained once on a disjoint synthetic-rooms set
     # (material families; cached under $LHL_CACHE/init), ImageNet's stand-in for the CPU presets
     init: str = "scratch"
@@ -77,6 +80,9 @@ class TrainConfig:
     lr: float = 1e-4
     weight_decay: float = 1e-5
     momentum: float = 0.9  # sgd only
+    # torch's fused optimiser kernels (same update, other rounding; on CPU ~5x faster steps than the
+    # per-tensor loop); false: the loop, as every lifelong run before 2026-12-02 used
+    fused_optimizer: bool = True
     accelerator: str = "auto"
     devices: Any = 1
     num_nodes: int = 1

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from lhl.config import method_tag
-from lhl.config.resolve import method_options, sequence_tasks
+from lhl.config.resolve import method_options, sequence_tasks, timm_kwargs
 from lhl.data.protocol import Phase, resolve_plan
 from lhl.engine.run_folder import RunFolder
 from lhl.engine.run_identity import config_key, results_overrides
@@ -47,7 +47,7 @@ def build_network(cfg: DictConfig) -> MultiHeadPredictor:
     net = MultiHeadPredictor(
         backbone=m.backbone, pretrained=m.pretrained, output_stride=m.output_stride,
         head_width=m.head_width, aspp_rates=list(m.aspp_rates), dropout=m.dropout,
-        zero_init_last=m.zero_init_last,
+        zero_init_last=m.zero_init_last, timm_kwargs=timm_kwargs(m),
     )
     apply_init(net, cfg)
     if cfg.train.channels_last:

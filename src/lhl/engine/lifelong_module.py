@@ -161,7 +161,8 @@ class LifelongModule(pl.LightningModule):
     def configure_optimizers(self):
         cfg = self.train_cfg
         params = list(self.network.parameters()) + (list(self.aligner.parameters()) if self.aligner is not None else [])
-        optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
+        optimizer = build_optimizer(params, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum,
+                                    fused=bool(cfg.get("fused_optimizer", False)))
         name = cfg.get("lr_schedule", "constant")
         if name == "constant":  # estimated_stepping_batches loads the train loader: a resumed phase then
             return optimizer    # no longer matches an uninterrupted one (tests/test_requeue.py)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lhl.config.resolve import timm_kwargs
 from lhl.core.io import atomic_torch_save
 from lhl.data.synthetic_rooms.materials import MATERIALS
 from lhl.data.synthetic_rooms.writer import GENERATOR_VERSION, cache_home, generate_sample
@@ -38,11 +39,14 @@ DEFAULT_SIZE = (64, 80)
 
 def init_key(model_cfg, size: Tuple[int, int]) -> Dict:
     """Everything the cached weights depend on."""
-    return {
+    key = {
         "backbone": str(model_cfg.backbone), "output_stride": int(model_cfg.output_stride),
         "zero_init_last": bool(model_cfg.zero_init_last), "size": [int(s) for s in size],
         "recipe": PRETRAIN, "generator": GENERATOR_VERSION, "version": INIT_VERSION,
     }
+    if timm_kwargs(model_cfg):  # only when set, so the caches made before the key existed stay valid
+        key["timm_kwargs"] = timm_kwargs(model_cfg)
+    return key
 
 
 def cache_file(key: Dict, cache=None) -> Path:
@@ -67,7 +71,8 @@ def pretrain_backbone(model_cfg, size: Tuple[int, int], recipe: Optional[Dict] =
     gen = torch.Generator().manual_seed(recipe["seed"])
     with torch.random.fork_rng():
         torch.manual_seed(recipe["seed"])
-        backbone = Backbone(model_cfg.backbone, False, model_cfg.output_stride, model_cfg.zero_init_last)
+        backbone = Backbone(model_cfg.backbone, False, model_cfg.output_stride, model_cfg.zero_init_last,
+                            timm_kwargs(model_cfg))
         head = ASPPHead(backbone.out_channels, len(MATERIALS), recipe["head_width"], (1, 2, 3), 0.1)
         net = nn.Sequential(backbone, head).train()
         images, labels = pretraining_views(size, recipe["n_views"], recipe["seed"])

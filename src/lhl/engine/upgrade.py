@@ -14,6 +14,7 @@ from typing import Dict, List, Tuple
 
 from omegaconf import DictConfig
 
+from lhl.config.resolve import timm_kwargs
 from lhl.config.upgrade import upgrade_encoder
 from lhl.data.protocol import Phase
 from lhl.engine.build import build_network
@@ -45,6 +46,7 @@ def build_architecture(cfg: DictConfig, name: str) -> MultiHeadPredictor:
         return build_network(cfg)
     other = copy.deepcopy(cfg)
     other.model.backbone = name
+    other.model.timm_kwargs = {}  # model.timm_kwargs describe model.backbone, not the upgrade's encoder
     return build_network(other)
 
 
@@ -81,7 +83,8 @@ def check_upgrade_networks(cfg: DictConfig, method: Method) -> None:
     encoders = {}
     for key, name in (("model.backbone", str(m.backbone)), ("model.upgrade_to", architecture_at(cfg, int(m.upgrade_at)))):
         try:
-            encoders[key] = Backbone(name, False, m.output_stride, m.zero_init_last)
+            kwargs = timm_kwargs(m) if key == "model.backbone" else None  # they describe model.backbone only
+            encoders[key] = Backbone(name, False, m.output_stride, m.zero_init_last, kwargs)
         except ValueError as err:
             raise ValueError(f"{key}='{name}': {err}") from None
     o = upgrade_settings(method.opts)

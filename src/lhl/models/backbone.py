@@ -2,7 +2,7 @@
 deepest one (`Backbone`, dilated ResNet-18 at output stride 8 by default, the release)."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import timm
 from torch import Tensor, nn
@@ -72,11 +72,22 @@ class Backbone(Encoder):
     """
 
     def __init__(self, name: str = "resnet18", pretrained: bool = False, output_stride: int = 8,
-                 zero_init_last: bool = True):
+                 zero_init_last: bool = True, timm_kwargs: Optional[Dict[str, Any]] = None):
         extra = {} if zero_init_last else {"zero_init_last": False}
+        timm_kwargs = dict(timm_kwargs or {})
+        clash = sorted(set(timm_kwargs) & {"pretrained", "features_only", "output_stride", "out_indices", "zero_init_last"})
+        if clash:
+            raise ValueError(f"model.timm_kwargs: {', '.join(clash)} are set by lhl (model.* keys); remove them")
+        extra.update(timm_kwargs)
         try:
             super().__init__(name, pretrained, output_stride, **extra)
         except TypeError as err:
+            bad = [k for k in timm_kwargs if repr(k) in str(err) or f"{k}=" in str(err) or f" {k}" in str(err)]
+            if bad:
+                raise ValueError(
+                    f"model.timm_kwargs: timm's '{name}' takes no argument {', '.join(bad)} ({err}); "
+                    "fix the key or remove it"
+                ) from err
             if "zero_init_last" in str(err):
                 raise ValueError(
                     f"model.zero_init_last=false: backbone '{name}' has no residual blocks to initialise "
@@ -89,6 +100,7 @@ class Backbone(Encoder):
         self.out_channels = self.channels[-1]
         self.stride = self.reductions[-1]
         self.name = name
+        self.timm_kwargs = timm_kwargs
 
     def forward(self, x: Tensor) -> Tensor:
         feat = self.body(x)[-1]

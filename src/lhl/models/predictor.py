@@ -20,9 +20,10 @@ class MultiHeadPredictor(nn.Module):
     def __init__(
         self, backbone: str = "resnet18", pretrained: bool = False, output_stride: int = 8,
         head_width: int = 256, aspp_rates=(12, 24, 36), dropout: float = 0.5, zero_init_last: bool = True,
+        timm_kwargs=None,
     ):
         super().__init__()
-        self.backbone = Backbone(backbone, pretrained, output_stride, zero_init_last)
+        self.backbone = Backbone(backbone, pretrained, output_stride, zero_init_last, timm_kwargs)
         self.heads = nn.ModuleDict()
         self.specs: Dict[str, TaskSpec] = {}
         self._head_kwargs = dict(width=head_width, rates=tuple(aspp_rates), dropout=dropout)
