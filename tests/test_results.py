@@ -171,6 +171,10 @@ def test_compare_mean_std(tmp_path):
     assert obj["methods"]["finetune"]["forgetting"]["semantic"]["miou"]["mean"] == pytest.approx(0.4)
     assert "0.5000 ± 0.1414" in md and "finetune (n=2)" in md and "## Δ vs reference" in md
     assert "| had | -6.25 ± 7.07 |" in md  # the sign belongs to the mean, not the spread
+    # relative forgetting of the main metric: 0.5 -> 0.1 is 80 % of the learned mIoU on both seeds;
+    # had's +20 % and -20 % average to 0; depth, learned in the last phase, has none
+    assert "## Relative forgetting of the main metric" in md
+    assert "| finetune | +80.0 ± 0.0 | — |" in md and "| had | +0.0 ± 28.3 | — |" in md
     md2, obj2 = compare(dirs | {"single_task": [ref]}, ref="single_task")
     assert obj2["methods"]["single_task"]["delta"]["mean"] == pytest.approx(0.0)
     assert "| single_task | +0.00 |" in md2  # one run: the value, no ± 0

@@ -174,4 +174,9 @@ def compare_markdown(obj: dict) -> str:
     rows = [[name] + [_pm(e["forgetting"].get(t, {}).get(obj["main_metric"][t])) for t in obj["tasks"]]
             for name, e in methods.items()]
     lines += table(["method"] + [f"{t} {obj['main_metric'][t]}" for t in obj["tasks"]], rows) + [""]
+    if any(e.get("forgetting_rel") for e in methods.values()):
+        lines += ["## Relative forgetting of the main metric (% of its value when learned, > 0 = worse)", ""]
+        rows = [[name] + [_pm(e.get("forgetting_rel", {}).get(t, {}).get(obj["main_metric"][t]), "+.1f")
+                          for t in obj["tasks"]] for name, e in methods.items()]
+        lines += table(["method"] + [f"{t} {obj['main_metric'][t]}" for t in obj["tasks"]], rows) + [""]
     return "\n".join(lines)
