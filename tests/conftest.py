@@ -22,6 +22,7 @@ def tiny_overrides(tmp_path: Path, cache: Path, **extra) -> list:
         "data.batch_size": 4,
         "data.num_workers": 0,
         "model.backbone": "resnet18",  # the tests' network (the preset's resnet10t changes layer shapes)
+        "model.timm_kwargs": "{}",  # at its own width, not the preset's quarter
         "model.init": "scratch",  # never the preset's cached synthetic pretraining
         "model.head_width": 8,
         "model.aspp_rates": "[1,2,3]",

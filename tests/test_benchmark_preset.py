@@ -1,4 +1,6 @@
 """The CPU benchmark preset (`synthetic_s1`): what it is built from, and compare's default seeds."""
+from omegaconf import OmegaConf
+
 from lhl.config import load_config
 from lhl.tools.compare import parse, plan
 
@@ -7,6 +9,14 @@ def test_the_benchmark_preset_starts_from_the_synthetic_pretraining():
     cfg = load_config([], ["seq=synthetic_s1", "method=finetune"])
     assert cfg.model.init == "synthetic_pretrained" and not cfg.model.pretrained
     assert cfg.model.backbone == "resnet10t" and list(cfg.run.seeds) == [0, 1, 2, 3, 4]
+    # a quarter-width backbone with light heads: the tasks compete for the shared features
+    assert list(cfg.model.timm_kwargs.channels) == [16, 32, 64, 128]
+    assert (cfg.model.head_width, list(cfg.model.aspp_rates)) == (32, [])
+    # synthetic_s2 is the same benchmark in the other order
+    s2 = load_config([], ["seq=synthetic_s2", "method=finetune"])
+    assert list(s2.sequence.tasks) == ["normal", "depth", "semantic"]
+    assert OmegaConf.to_container(s2.model) == OmegaConf.to_container(cfg.model)
+    assert OmegaConf.to_container(s2.data) == OmegaConf.to_container(cfg.data)
     # the test suite's preset stays from scratch
     assert load_config([], ["seq=synthetic_small_s1"]).model.init == "scratch"
 
