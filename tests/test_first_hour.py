@@ -31,10 +31,10 @@ def test_run_folders_are_named_by_results_relevant_overrides():
     assert _folder(*base) == Path("runs/synthetic_s1/had/default/seed0")
     assert _folder(*base, "seed=2").parts[-2:] == ("default", "seed2")
     # what equals the preset, hardware, logging and display keep the default folder
-    assert _folder(*base, "data.batch_size=16", "method.new=3", "gpus=2", "logger=none",
+    assert _folder(*base, "data.batch_size=8", "method.new=3", "gpus=2", "logger=none",
                    "train.progress_bar=false", "data.num_workers=4") == _folder(*base)
-    a = _folder(*base, "train.epochs=5", "data.batch_size=8")
-    assert a.parts[-2] not in ("default",) and a == _folder(*base, "data.batch_size=8", "train.epochs=5")
+    a = _folder(*base, "train.epochs=5", "data.batch_size=16")
+    assert a.parts[-2] not in ("default",) and a == _folder(*base, "data.batch_size=16", "train.epochs=5")
     assert len({a, _folder(*base, "data.batch_size=4"), _folder(*base, "method.new=1"), _folder(*base)}) == 4
     assert _folder(*base, "name=mine") == Path("runs/mine")
     assert _folder("seq=synthetic_s1", "method=had_faithful").parts[-3] == "had_faithful"
