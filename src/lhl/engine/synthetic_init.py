@@ -44,8 +44,9 @@ def init_key(model_cfg, size: Tuple[int, int]) -> Dict:
         "zero_init_last": bool(model_cfg.zero_init_last), "size": [int(s) for s in size],
         "recipe": PRETRAIN, "generator": GENERATOR_VERSION, "version": INIT_VERSION,
     }
-    if timm_kwargs(model_cfg):  # only when set, so the caches made before the key existed stay valid
-        key["timm_kwargs"] = timm_kwargs(model_cfg)
+    extra = timm_kwargs(model_cfg)
+    if extra:  # only when set, so the caches made before the key existed stay valid
+        key["timm_kwargs"] = extra
     return key
 
 

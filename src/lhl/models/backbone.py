@@ -82,7 +82,7 @@ class Backbone(Encoder):
         try:
             super().__init__(name, pretrained, output_stride, **extra)
         except TypeError as err:
-            bad = [k for k in timm_kwargs if repr(k) in str(err) or f"{k}=" in str(err) or f" {k}" in str(err)]
+            bad = [k for k in timm_kwargs if k in str(err)]  # timm names the unexpected keyword
             if bad:
                 raise ValueError(
                     f"model.timm_kwargs: timm's '{name}' takes no argument {', '.join(bad)} ({err}); "
