@@ -12,6 +12,8 @@ def test_the_benchmark_preset_starts_from_the_synthetic_pretraining():
     # a quarter-width backbone with light heads: the tasks compete for the shared features
     assert list(cfg.model.timm_kwargs.channels) == [16, 32, 64, 128]
     assert (cfg.model.head_width, list(cfg.model.aspp_rates)) == (32, [])
+    # 500 views a phase for 10 epochs: depth forgets more than with 250 for 20 (README, issue 17)
+    assert (cfg.data.options.n_train, cfg.train.epochs, cfg.data.batch_size) == (1500, 10, 8)
     # synthetic_s2 is the same benchmark in the other order
     s2 = load_config([], ["seq=synthetic_s2", "method=finetune"])
     assert list(s2.sequence.tasks) == ["normal", "depth", "semantic"]
