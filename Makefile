@@ -68,14 +68,17 @@ report: install
 	$(BIN)/lhl report $(RUN) $(if $(REF),--ref $(REF))
 
 # make curves SEQ=... EPOCHS=<2E> [SEED=0]: finetune for twice the preset's E epochs, validating
-# every epoch, into $(RUNS_DIR)/curves/<seq>/e<EPOCHS>/seed<k>; then lhl curves: per phase, the
-# trained task's main metric at E/2 and E of this run (>= 90 % reached: converged; README "Metrics")
+# every epoch, into $(RUNS_DIR)/curves/<seq>/e<EPOCHS>/seed<k>, and for E epochs into
+# .../e<E>/seed<k>; then lhl curves: per phase, the trained task's main metric after the E-epoch
+# run's phase against the 2E-epoch run's (>= 90 % reached: converged; README "Metrics")
 EPOCHS ?=
 CURVES_RUN = curves/$(SEQ)/e$(EPOCHS)/seed$(or $(SEED),0)
+CURVES_SHORT = curves/$(SEQ)/e$(shell expr $(or $(EPOCHS),2) / 2)/seed$(or $(SEED),0)
 curves: install
 	$(if $(EPOCHS),,$(error make curves SEQ=<sequence> EPOCHS=<twice the epochs to check> [SEED=0]))
 	$(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(EPOCHS) eval.every_n_epochs=1 seed=$(or $(SEED),0) run.name=$(CURVES_RUN) run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
-	$(BIN)/lhl curves $(RUNS_DIR)/$(CURVES_RUN)
+	$(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(shell expr $(EPOCHS) / 2) seed=$(or $(SEED),0) run.name=$(CURVES_SHORT) run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+	$(BIN)/lhl curves $(RUNS_DIR)/$(CURVES_RUN) --short $(RUNS_DIR)/$(CURVES_SHORT)
 
 clean-runs:
 	@if [ -d "$(RUNS_DIR)" ]; then \

@@ -13,7 +13,7 @@ from lhl.engine import runner as runner_mod
 from lhl.engine.build import run_folder_of
 from lhl.engine.phase_trainer import val_every
 from lhl.engine.runner import run
-from lhl.reporting.curves import convergence, curves_markdown, half_epoch, reached, save_phase_curve
+from lhl.reporting.curves import check_short, convergence, curves_markdown, half_epoch, reached, save_phase_curve
 from lhl.reporting.results import Results
 
 #: two phases (semantic, depth) of two epochs of 3 batches; LwF (a teacher) and dropout 0.5 in the
@@ -135,3 +135,72 @@ def test_every_n_epochs_maps_to_lightning():
     assert val_every(cfg) == 3 and val_every(load_config([], [])) == 10**9
     with pytest.raises(ValueError, match="every_n_epochs"):
         val_every(load_config([], ["eval.every_n_epochs=0"]))
+
+
+def _by_hand_results():
+    return Results({"tasks": ["semantic", "depth"], "main_metric": {"semantic": "miou", "depth": "abs_err"},
+                    "directions": {"semantic": {"miou": True}, "depth": {"abs_err": False}}})
+
+
+def test_convergence_against_a_shorter_run_by_hand():
+    """With `short`, value(E/2) is the shorter run's value right after the phase, not epoch E/2's."""
+    rows = [{"phase": 0, "epoch": e, "step": e, "trained": ["semantic"], "metrics": {"semantic": {"miou": m}}}
+            for e, m in [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.5)]]
+    rows += [{"phase": 1, "epoch": e, "step": e, "trained": ["depth"],
+              "metrics": {"semantic": {"miou": 0.3}, "depth": {"abs_err": a}}} for e, a in [(2, 3.0), (4, 0.9)]]
+    short = Results(_by_hand_results().meta, [
+        {"phase": 0, "trained": ["semantic"], "metrics": {"semantic": {"miou": 0.46}}},
+        {"phase": 1, "trained": ["depth"], "metrics": {"semantic": {"miou": 0.2}, "depth": {"abs_err": 1.0}}}])
+    sem, dep = convergence(rows, _by_hand_results(), short, 2)
+    assert (sem["half_epoch"], sem["half"], sem["last"]) == (2, 0.46, 0.5)  # not epoch 2's 0.2
+    assert sem["reached"] == pytest.approx(0.92) and sem["converged"] is True
+    assert (dep["half"], dep["last"]) == (1.0, 0.9) and dep["reached"] == pytest.approx(0.9)
+
+
+def _fake_run(folder, epochs, schedule="constant", lr=1e-3, seed=0):
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(
+        f"run: {{name: {folder.name}, out_dir: x, seed: {seed}}}\n"
+        f"train: {{epochs: {epochs}, lr: {lr}, lr_schedule: {schedule}}}\n"
+        f"eval: {{every_n_epochs: {2 if epochs > 1 else 'null'}}}\n")
+    rows = [{"phase": 0, "epoch": e, "step": e, "trained": ["semantic"], "metrics": {"semantic": {"miou": 0.1 * e}}}
+            for e in range(1, epochs + 1)]
+    (folder / "curves.json").write_text(json.dumps(rows))
+    Results(_by_hand_results().meta, [{"phase": 0, "trained": ["semantic"],
+                                       "metrics": {"semantic": {"miou": 0.1 * epochs}}}]).save(folder)
+    return folder
+
+
+def test_a_short_run_must_be_the_same_run_with_fewer_epochs(tmp_path):
+    long = _fake_run(tmp_path / "long", 4, "cosine")
+    assert check_short(long, _fake_run(tmp_path / "short", 2, "cosine")) == 2  # run.* and eval.* may differ
+    with pytest.raises(ValueError, match=r"other/config.yaml.*train.lr: 0.002 \(long run 0.001\)"):
+        check_short(long, _fake_run(tmp_path / "other", 2, "cosine", lr=2e-3))
+    with pytest.raises(ValueError, match=r"run.seed: 1 \(long run 0\)"):
+        check_short(long, _fake_run(tmp_path / "seed1", 2, "cosine", seed=1))
+    with pytest.raises(ValueError, match="train.epochs=4; --short needs fewer epochs"):
+        check_short(long, _fake_run(tmp_path / "same", 4, "cosine"))
+
+
+def test_lhl_curves_on_an_annealed_schedule_needs_the_shorter_run(tmp_path, capsys):
+    """Epoch E/2 of a cosine run has not annealed: no verdict from it, a clear error instead."""
+    long, short = _fake_run(tmp_path / "long", 4, "cosine"), _fake_run(tmp_path / "short", 2, "cosine")
+    assert main(["curves", str(long)]) == 2
+    err = capsys.readouterr().err
+    assert "long/config.yaml: train.lr_schedule=cosine" in err and "--short" in err
+    assert main(["curves", str(long), "--short", str(short)]) == 0
+    md = (long / "curves.md").read_text()
+    assert "| 0 | semantic | miou ↑ | 2 | 0.2000 | 4 | 0.4000 | 0.500 | no |" in md and "run of 2 epochs" in md
+
+
+def test_a_shorter_run_agrees_with_the_long_runs_half_epoch_under_a_constant_rate(curve_run, tmp_path, synth_cache):
+    """Constant learning rate: the first phase of a 1-epoch run is the 2-epoch run's first epoch,
+    so --short reproduces the mid-run value there (later phases start from other weights)."""
+    args = [a for a in CURVE_ARGS if not a.startswith("train.epochs=")] + ["train.epochs=1"]
+    short = run(load_config([], tiny_overrides(tmp_path, synth_cache) + args))
+    assert check_short(curve_run, short) == 1
+    mid = convergence(json.loads((curve_run / "curves.json").read_text()), Results.load(curve_run))
+    against = convergence(json.loads((curve_run / "curves.json").read_text()), Results.load(curve_run),
+                          Results.load(short), 1)
+    assert against[0]["half"] == pytest.approx(mid[0]["half"], abs=1e-6)
+    assert against[0]["reached"] == pytest.approx(mid[0]["reached"], abs=1e-6)

@@ -10,6 +10,13 @@ recorded epoch) and at E; `reached` = value(E/2) / value(E) when higher is bette
 value(E/2) when lower is better: the share of the doubled training's result that half the
 training reaches. A run with `train.epochs=2E` thus tells whether E epochs are enough:
 `reached >= 0.9` counts as converged.
+
+That reading holds when the learning rate does not depend on the phase's length (the constant
+schedule): epoch E/2 of the long run is then a run of E/2 epochs. An annealed schedule
+(`train.lr_schedule=cosine|poly`) has not yet annealed at epoch E/2, so the value there is not what
+a run of E/2 epochs reaches; the check then takes value(E/2) from a separate run of E/2 epochs with
+otherwise the same settings and seed (`lhl curves LONG --short SHORT`; `make curves` makes both),
+right after each phase (its results.json), and refuses without it.
 """
 from __future__ import annotations
 
@@ -19,6 +26,8 @@ import math
 import sys
 from pathlib import Path
 from typing import Iterable, List, Mapping, Optional, Sequence, Union
+
+from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
 from lhl.reporting.render import arrow, table
@@ -81,23 +90,78 @@ def _value(row: Optional[Mapping], task: str, metric: str) -> Optional[float]:
     return None if v is None else float(v)
 
 
-def convergence(rows: Sequence[Mapping], results: Results) -> List[dict]:
+def _after_phase(short: Results, phase: int) -> Optional[Mapping]:
+    """The short run's results after `phase`, as a curves row (None when it has no such phase)."""
+    return next(({"metrics": p["metrics"]} for p in short.phases if int(p["phase"]) == phase), None)
+
+
+def convergence(rows: Sequence[Mapping], results: Results, short: Optional[Results] = None,
+                short_epochs: Optional[int] = None) -> List[dict]:
     """One entry per phase and trained task: phase, task, metric (its main one), higher_is_better,
-    half_epoch, half, last_epoch, last, reached, converged."""
+    half_epoch, half, last_epoch, last, reached, converged. With `short` (the results of a separate
+    run of `short_epochs` epochs a phase), value(E/2) is that run's value right after the phase."""
     out = []
     for phase in sorted({int(r["phase"]) for r in rows}):
         mine = {int(r["epoch"]): r for r in rows if int(r["phase"]) == phase}
-        last_e, half_e = max(mine), half_epoch(list(mine))
+        last_e = max(mine)
+        half_e, half_row = ((short_epochs, _after_phase(short, phase)) if short is not None
+                            else (half_epoch(list(mine)), None))
+        if short is None:
+            half_row = mine.get(half_e)
         for task in mine[last_e]["trained"]:
             metric = results.main_metric(task)
             higher = results.higher_is_better(task, metric)
-            half = _value(mine.get(half_e), task, metric)
+            half = _value(half_row, task, metric)
             last = _value(mine[last_e], task, metric)
             ratio = reached(half, last, higher)
             out.append(dict(phase=phase, task=task, metric=metric, higher_is_better=higher, half_epoch=half_e,
                             half=half, last_epoch=last_e, last=last, reached=ratio,
                             converged=None if ratio is None else ratio >= CONVERGED))
     return out
+
+
+#: settings a short run may differ in from the long one (besides train.epochs): where it ran, what
+#: it logged and showed; everything else (the seed, the method, the optimiser, the precision) must match
+_FREE = ("run.name", "run.out_dir", "run.resume", "run.seeds", "logger", "eval.every_n_epochs",
+         "eval.gallery_samples", "train.progress_bar", "train.log_every_n_steps",
+         "train.checkpoint_every_minutes", "train.checkpoint_every_steps")
+
+
+def _config(run_dir: Path) -> dict:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no config.yaml; {run_dir} is no lhl run folder")
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flat(v, key + ".") if isinstance(v, Mapping) else {key: v})
+    return out
+
+
+def annealed(cfg: Mapping) -> bool:
+    """Whether the run's learning rate depends on the phase's length (an annealed schedule)."""
+    return str((cfg.get("train") or {}).get("lr_schedule", "constant")) != "constant"
+
+
+def check_short(long_dir: Path, short_dir: Path) -> int:
+    """The short run's epochs a phase, after checking it is the long run with fewer epochs: the
+    same settings and seed but for where and how it ran (`_FREE`); a ValueError names what differs."""
+    long, short = _flat(_config(long_dir)), _flat(_config(short_dir))
+    free = lambda k: k == "train.epochs" or any(k == f or k.startswith(f + ".") for f in _FREE)  # noqa: E731
+    differ = sorted(k for k in set(long) | set(short) if not free(k) and long.get(k) != short.get(k))
+    if differ:
+        shown = ", ".join(f"{k}: {short.get(k)!r} (long run {long.get(k)!r})" for k in differ[:6])
+        raise ValueError(f"{short_dir}/config.yaml: --short must be the same run with fewer epochs; it "
+                         f"differs in {shown}{' ...' if len(differ) > 6 else ''}")
+    e_long, e_short = int(long["train.epochs"]), int(short["train.epochs"])
+    if not 0 < e_short < e_long:
+        raise ValueError(f"{short_dir}/config.yaml: train.epochs={e_short}; --short needs fewer epochs a "
+                         f"phase than the long run's {e_long}")
+    return e_short
 
 
 def _f(v, spec: str = ".4f") -> str:
@@ -117,8 +181,10 @@ def curves_markdown(entries: Sequence[Mapping], title: str = "") -> str:
 
 
 # --- the plot -------------------------------------------------------------------------------------
-def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike) -> Path:
-    """Per phase, one subplot: the trained task(s)' main metric against epoch, E/2 marked."""
+def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike,
+                short: Optional[Mapping] = None) -> Path:
+    """Per phase, one subplot: the trained task(s)' main metric against epoch, E/2 marked;
+    `short` {(phase, task): (epochs, value)}: a shorter run's value after the phase, drawn as a star."""
     from matplotlib.figure import Figure
 
     phases = sorted({int(r["phase"]) for r in rows})
@@ -132,7 +198,12 @@ def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike) -> Pa
             ys = [math.nan if (v := _value(r, task, metric)) is None else v for r in mine]
             ax.plot(epochs, ys, marker="o", markersize=3,
                     label=f"{task}: {metric}{arrow(results.higher_is_better(task, metric))}")
-        half = half_epoch(epochs)
+        for task in mine[-1]["trained"]:
+            point = (short or {}).get((phase, task))
+            if point is not None and point[1] is not None:
+                ax.plot([point[0]], [point[1]], marker="*", markersize=9, linestyle="none", color="black",
+                        label=f"{task}: run of {point[0]} epochs")
+        half = short_epochs_of(short, phase) if short else half_epoch(epochs)
         if half is not None:
             ax.axvline(half, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"phase {phase}: train {'+'.join(mine[-1]['trained'])}", fontsize=9)
@@ -143,16 +214,35 @@ def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike) -> Pa
     return atomic_savefig(fig, path, dpi=120)
 
 
+def short_epochs_of(short: Mapping, phase: int) -> Optional[int]:
+    return next((epochs for (p, _), (epochs, _) in short.items() if p == phase), None)
+
+
 # --- lhl curves -----------------------------------------------------------------------------------
-def write_curves(run_dir: PathLike, out: Optional[PathLike] = None) -> tuple:
+def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optional[PathLike] = None) -> tuple:
     """Plot and table of a run folder: (entries, markdown, png path, md path); the table goes to
-    the plot's name with `.md` (default `<run>/curves.png` and `<run>/curves.md`)."""
+    the plot's name with `.md` (default `<run>/curves.png` and `<run>/curves.md`). `short`: the
+    same run with fewer epochs a phase, whose value after each phase is value(E/2) (required when
+    the learning rate is annealed over each phase)."""
     run_dir = Path(run_dir)
     rows, results = load_curves(run_dir), Results.load(run_dir)
+    if short is None and (run_dir / "config.yaml").is_file() and annealed(_config(run_dir)):
+        schedule = _config(run_dir)["train"]["lr_schedule"]
+        raise ValueError(
+            f"{run_dir}/config.yaml: train.lr_schedule={schedule} anneals the learning rate over each "
+            "phase's epochs, so epoch E/2 of this run is not what a run of E/2 epochs reaches; pass "
+            "--short <the same run with half the epochs> (make curves makes and passes one)")
+    short_results = short_epochs = None
+    if short is not None:
+        short_epochs, short_results = check_short(run_dir, Path(short)), Results.load(Path(short))
     png = Path(out) if out else run_dir / CURVES_PNG
-    entries = convergence(rows, results)
-    md = curves_markdown(entries, str(run_dir))
-    plot_curves(rows, results, png)
+    entries = convergence(rows, results, short_results, short_epochs)
+    md = curves_markdown(entries, str(run_dir) + (f" (E/2: {short})" if short is not None else ""))
+    if short is not None:
+        md += (f"\nvalue E/2: {short}, a separate run of {short_epochs} epochs a phase, right after "
+               "each phase (results.json).\n")
+    points = {(e["phase"], e["task"]): (e["half_epoch"], e["half"]) for e in entries} if short is not None else None
+    plot_curves(rows, results, png, points)
     return entries, md, png, atomic_write_text(png.with_suffix(".md"), md)
 
 
@@ -162,9 +252,12 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
         "metric against epoch, and how much of the last epoch's value half the epochs reach."))
     parser.add_argument("run", help="run folder (holding curves.json and results.json)")
     parser.add_argument("--out", default=None, help="the plot (default <run>/curves.png; the table beside it, .md)")
+    parser.add_argument("--short", default=None, help=(
+        "the same run with fewer epochs a phase (e.g. half): value(E/2) is its value right after each "
+        "phase instead of this run's at epoch E/2; required when train.lr_schedule anneals"))
     args = parser.parse_args(argv)
     try:
-        _, md, png, md_path = write_curves(args.run, args.out)
+        _, md, png, md_path = write_curves(args.run, args.out, args.short)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"lhl curves: {e}", file=sys.stderr)
         return 2
