@@ -14,11 +14,14 @@ def test_the_benchmark_preset_starts_from_the_synthetic_pretraining():
     assert (cfg.model.head_width, list(cfg.model.aspp_rates)) == (32, [])
     # 500 views a phase for 10 epochs: depth forgets more than with 250 for 20 (README, issue 17)
     assert (cfg.data.options.n_train, cfg.train.epochs, cfg.data.batch_size) == (1500, 10, 8)
+    # Adam at 2e-3 annealed over each phase: depth's forgetting 3.4 std clear of zero over ten seeds
+    assert (cfg.train.lr, cfg.train.lr_schedule) == (2e-3, "cosine")
     # synthetic_s2 is the same benchmark in the other order
     s2 = load_config([], ["seq=synthetic_s2", "method=finetune"])
     assert list(s2.sequence.tasks) == ["normal", "depth", "semantic"]
     assert OmegaConf.to_container(s2.model) == OmegaConf.to_container(cfg.model)
     assert OmegaConf.to_container(s2.data) == OmegaConf.to_container(cfg.data)
+    assert OmegaConf.to_container(s2.train) == OmegaConf.to_container(cfg.train)
     # the test suite's preset stays from scratch
     assert load_config([], ["seq=synthetic_small_s1"]).model.init == "scratch"
 
