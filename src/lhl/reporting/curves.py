@@ -104,9 +104,10 @@ def convergence(rows: Sequence[Mapping], results: Results, short: Optional[Resul
     for phase in sorted({int(r["phase"]) for r in rows}):
         mine = {int(r["epoch"]): r for r in rows if int(r["phase"]) == phase}
         last_e = max(mine)
-        half_e, half_row = ((short_epochs, _after_phase(short, phase)) if short is not None
-                            else (half_epoch(list(mine)), None))
-        if short is None:
+        if short is not None:
+            half_e, half_row = short_epochs, _after_phase(short, phase)
+        else:
+            half_e = half_epoch(list(mine))
             half_row = mine.get(half_e)
         for task in mine[last_e]["trained"]:
             metric = results.main_metric(task)
@@ -226,8 +227,9 @@ def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optio
     the learning rate is annealed over each phase)."""
     run_dir = Path(run_dir)
     rows, results = load_curves(run_dir), Results.load(run_dir)
-    if short is None and (run_dir / "config.yaml").is_file() and annealed(_config(run_dir)):
-        schedule = _config(run_dir)["train"]["lr_schedule"]
+    cfg = _config(run_dir) if (run_dir / "config.yaml").is_file() else {}
+    if short is None and annealed(cfg):
+        schedule = cfg["train"]["lr_schedule"]
         raise ValueError(
             f"{run_dir}/config.yaml: train.lr_schedule={schedule} anneals the learning rate over each "
             "phase's epochs, so epoch E/2 of this run is not what a run of E/2 epochs reaches; pass "
