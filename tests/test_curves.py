@@ -199,8 +199,7 @@ def test_a_shorter_run_agrees_with_the_long_runs_half_epoch_under_a_constant_rat
     args = [a for a in CURVE_ARGS if not a.startswith("train.epochs=")] + ["train.epochs=1"]
     short = run(load_config([], tiny_overrides(tmp_path, synth_cache) + args))
     assert check_short(curve_run, short) == 1
-    mid = convergence(json.loads((curve_run / "curves.json").read_text()), Results.load(curve_run))
-    against = convergence(json.loads((curve_run / "curves.json").read_text()), Results.load(curve_run),
-                          Results.load(short), 1)
+    rows, results = json.loads((curve_run / "curves.json").read_text()), Results.load(curve_run)
+    mid, against = convergence(rows, results), convergence(rows, results, Results.load(short), 1)
     assert against[0]["half"] == pytest.approx(mid[0]["half"], abs=1e-6)
     assert against[0]["reached"] == pytest.approx(mid[0]["reached"], abs=1e-6)

@@ -66,11 +66,12 @@ def check_same_run(run_dir: Path, cfg: DictConfig) -> None:
         )
 
 
-def _flat_all(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{dotted key: leaf} of a nested dict (an empty dict is a leaf)."""
     out: Dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and v:
-            out.update(_flat_all(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -89,10 +90,10 @@ def _relevant(cfg: DictConfig) -> Dict[str, Any]:
     """Every results-relevant key of `cfg`, flat; the method section as its checked Options."""
     from lhl.config.resolve import method_options
 
-    flat = {k: v for k, v in _flat_all(OmegaConf.to_container(cfg, resolve=True)).items()
+    flat = {k: v for k, v in flatten(OmegaConf.to_container(cfg, resolve=True)).items()
             if not k.startswith("method.")}
     _, options = method_options(cfg)
-    flat.update(_flat_all({"method": {"name": cfg.method.name, **dataclasses.asdict(options)}}))
+    flat.update(flatten({"method": {"name": cfg.method.name, **dataclasses.asdict(options)}}))
     return {k: _canonical(v) for k, v in flat.items() if not k.startswith(RESUMABLE_CHANGES + IN_PATH)}
 
 

@@ -30,6 +30,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Union
 from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
+from lhl.engine.run_identity import RESUMABLE_CHANGES, flatten
 from lhl.reporting.render import arrow, table
 from lhl.reporting.results import Results
 
@@ -121,11 +122,10 @@ def convergence(rows: Sequence[Mapping], results: Results, short: Optional[Resul
     return out
 
 
-#: settings a short run may differ in from the long one (besides train.epochs): where it ran, what
-#: it logged and showed; everything else (the seed, the method, the optimiser, the precision) must match
-_FREE = ("run.name", "run.out_dir", "run.resume", "run.seeds", "logger", "eval.every_n_epochs",
-         "eval.gallery_samples", "train.progress_bar", "train.log_every_n_steps",
-         "train.checkpoint_every_minutes", "train.checkpoint_every_steps")
+#: settings a short run may differ in from the long one besides train.epochs: what a run may change
+#: on resumption (hardware, logging, display), where it ran and whether it validated within phases;
+#: everything else (the seed, the method, the optimiser, the data) must match
+_MAY_DIFFER = RESUMABLE_CHANGES + ("run.name", "run.out_dir", "run.seeds", "eval.every_n_epochs")
 
 
 def _config(run_dir: Path) -> dict:
@@ -135,14 +135,6 @@ def _config(run_dir: Path) -> dict:
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
-def _flat(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out.update(_flat(v, key + ".") if isinstance(v, Mapping) else {key: v})
-    return out
-
-
 def annealed(cfg: Mapping) -> bool:
     """Whether the run's learning rate depends on the phase's length (an annealed schedule)."""
     return str((cfg.get("train") or {}).get("lr_schedule", "constant")) != "constant"
@@ -150,10 +142,10 @@ def annealed(cfg: Mapping) -> bool:
 
 def check_short(long_dir: Path, short_dir: Path) -> int:
     """The short run's epochs a phase, after checking it is the long run with fewer epochs: the
-    same settings and seed but for where and how it ran (`_FREE`); a ValueError names what differs."""
-    long, short = _flat(_config(long_dir)), _flat(_config(short_dir))
-    free = lambda k: k == "train.epochs" or any(k == f or k.startswith(f + ".") for f in _FREE)  # noqa: E731
-    differ = sorted(k for k in set(long) | set(short) if not free(k) and long.get(k) != short.get(k))
+    same settings and seed but for where and how it ran (`_MAY_DIFFER`); a ValueError names what differs."""
+    long, short = flatten(_config(long_dir)), flatten(_config(short_dir))
+    differ = sorted(k for k in set(long) | set(short) if k != "train.epochs" and not k.startswith(_MAY_DIFFER)
+                    and long.get(k) != short.get(k))
     if differ:
         shown = ", ".join(f"{k}: {short.get(k)!r} (long run {long.get(k)!r})" for k in differ[:6])
         raise ValueError(f"{short_dir}/config.yaml: --short must be the same run with fewer epochs; it "
@@ -183,9 +175,10 @@ def curves_markdown(entries: Sequence[Mapping], title: str = "") -> str:
 
 # --- the plot -------------------------------------------------------------------------------------
 def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike,
-                short: Optional[Mapping] = None) -> Path:
+                short: Optional[Mapping] = None, short_epochs: Optional[int] = None) -> Path:
     """Per phase, one subplot: the trained task(s)' main metric against epoch, E/2 marked;
-    `short` {(phase, task): (epochs, value)}: a shorter run's value after the phase, drawn as a star."""
+    `short` {(phase, task): value}: a run of `short_epochs` epochs after the phase, drawn as a star
+    at that epoch (which is then the one marked)."""
     from matplotlib.figure import Figure
 
     phases = sorted({int(r["phase"]) for r in rows})
@@ -200,11 +193,11 @@ def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike,
             ax.plot(epochs, ys, marker="o", markersize=3,
                     label=f"{task}: {metric}{arrow(results.higher_is_better(task, metric))}")
         for task in mine[-1]["trained"]:
-            point = (short or {}).get((phase, task))
-            if point is not None and point[1] is not None:
-                ax.plot([point[0]], [point[1]], marker="*", markersize=9, linestyle="none", color="black",
-                        label=f"{task}: run of {point[0]} epochs")
-        half = short_epochs_of(short, phase) if short else half_epoch(epochs)
+            value = (short or {}).get((phase, task))
+            if value is not None:
+                ax.plot([short_epochs], [value], marker="*", markersize=9, linestyle="none", color="black",
+                        label=f"{task}: run of {short_epochs} epochs")
+        half = short_epochs if short is not None else half_epoch(epochs)
         if half is not None:
             ax.axvline(half, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"phase {phase}: train {'+'.join(mine[-1]['trained'])}", fontsize=9)
@@ -213,10 +206,6 @@ def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike,
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return atomic_savefig(fig, path, dpi=120)
-
-
-def short_epochs_of(short: Mapping, phase: int) -> Optional[int]:
-    return next((epochs for (p, _), (epochs, _) in short.items() if p == phase), None)
 
 
 # --- lhl curves -----------------------------------------------------------------------------------
@@ -243,8 +232,8 @@ def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optio
     if short is not None:
         md += (f"\nvalue E/2: {short}, a separate run of {short_epochs} epochs a phase, right after "
                "each phase (results.json).\n")
-    points = {(e["phase"], e["task"]): (e["half_epoch"], e["half"]) for e in entries} if short is not None else None
-    plot_curves(rows, results, png, points)
+    points = {(e["phase"], e["task"]): e["half"] for e in entries} if short is not None else None
+    plot_curves(rows, results, png, points, short_epochs)
     return entries, md, png, atomic_write_text(png.with_suffix(".md"), md)
 
 
