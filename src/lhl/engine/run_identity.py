@@ -19,16 +19,9 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.config import Config, experiments_dir, method_tag
+from lhl.config.keys import RESUMABLE_CHANGES, flatten
 
 
-#: keys that may change between a run and its resumption (hardware, logging, progress display)
-RESUMABLE_CHANGES = (
-    "run.resume", "logger", "train.progress_bar", "train.log_every_n_steps", "data.num_workers",
-    "train.checkpoint_every",  # the mid-phase checkpoint interval (minutes / steps)
-    "data.eval_batch_size", "train.devices", "train.num_nodes", "train.strategy", "train.accelerator",
-    "train.precision", "train.compile", "train.channels_last", "train.teacher_pass",
-    "eval.gallery_samples",
-)
 #: keys that are parts of the run folder's path, not of its overrides name
 IN_PATH = ("run.", "sequence.name")
 DEFAULT_KEY = "default"
@@ -64,17 +57,6 @@ def check_same_run(run_dir: Path, cfg: DictConfig) -> None:
             f"{path}: this run folder was made with {key}={before!r}, not {new.get(key)!r}. "
             "Use another run.name / run.out_dir, set the old value, or delete the folder to start over."
         )
-
-
-def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{dotted key: leaf} of a nested dict (an empty dict is a leaf)."""
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _canonical(v: Any) -> Any:

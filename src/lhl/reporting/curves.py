@@ -30,7 +30,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Union
 from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
-from lhl.engine.run_identity import RESUMABLE_CHANGES, flatten
+from lhl.config.keys import RESUMABLE_CHANGES, flatten
 from lhl.reporting.render import arrow, table
 from lhl.reporting.results import Results
 
