@@ -26,6 +26,10 @@ def test_had_sequence_writes_everything(tmp_path, synth_cache):
     assert set(res.phases[2]["metrics"]) == {"semantic", "depth", "normal"}
     m = res.phases[2]["metrics"]
     assert 0 <= m["semantic"]["miou"] <= 1 and m["depth"]["abs_err"] > 0 and 0 <= m["normal"]["mean"] <= 180
+    iou = res.class_iou("semantic")[2]  # per-class IoU beside the metrics, named by the dataset
+    assert len(iou) == 13 and len(res.class_names("semantic")) == 13 and res.class_names("depth") is None
+    present = [v for v in iou if v == v]
+    assert m["semantic"]["miou"] == pytest.approx(sum(present) / len(present), abs=1e-6)
     for name in ["results.json", "results.md", "config.yaml", "forgetting.png"]:
         assert (run_dir / name).is_file(), name
     for i in range(3):

@@ -41,6 +41,40 @@ def test_semantic_hand_values(reduction):
     assert v["pixacc"] == pytest.approx(3 / 4, abs=1e-6)
 
 
+def test_semantic_class_iou_hand_values_and_mean():
+    """Per-class IoU beside the metrics: class 3 absent from both is NaN, and mIoU is the mean of
+    the rest; the details are not metrics (Δ and ranks read only compute())."""
+    pred, target = _seg_example()
+    m = SemanticMetric(4, ignore_index=-1)
+    m.update(pred, target)
+    iou = m.details()["class_iou"]
+    assert iou[:3] == pytest.approx([1 / 2, 1 / 2, 1.0]) and math.isnan(iou[3])
+    assert set(m.compute()) == {"miou", "pixacc"}
+    assert float(m.compute()["miou"]) == pytest.approx(sum(iou[:3]) / 3)
+
+
+def test_semantic_class_iou_matches_jaccard_index_per_class():
+    g = torch.Generator().manual_seed(1)
+    pred = torch.randint(0, 5, (2, 7, 9), generator=g)
+    target = torch.randint(-1, 5, (2, 7, 9), generator=g)
+    m = SemanticMetric(5)
+    m.update(pred, target)
+    ref = MulticlassJaccardIndex(5, ignore_index=-1, average="none")
+    ref.update(pred, target)
+    assert m.details()["class_iou"] == pytest.approx(ref.compute().tolist(), abs=1e-6)
+
+
+def test_semantic_class_iou_of_merged_halves_equals_single_metric():
+    """The per-class details reduce across ranks exactly as the metrics do (summed confusion)."""
+    pred, target = _random_inputs(5)["seg"]
+    whole, rank0, rank1 = (SemanticMetric(5) for _ in range(3))
+    whole.update(pred, target)
+    rank0.update(pred[:2], target[:2])
+    rank1.update(pred[2:], target[2:])
+    rank0.merge_state(rank1)
+    assert rank0.details()["class_iou"] == pytest.approx(whole.details()["class_iou"], nan_ok=True)
+
+
 def test_semantic_accepts_class_ids_and_matches_jaccard_index():
     g = torch.Generator().manual_seed(0)
     pred = torch.randint(0, 5, (3, 9, 11), generator=g)

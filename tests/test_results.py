@@ -58,6 +58,28 @@ def test_save_load_round_trip_and_replace(tmp_path):
     assert back.meta["main_metric"] == {"semantic": "miou", "depth": "abs_err"}
 
 
+def test_per_class_details_round_trip_and_tables(tmp_path):
+    """A semantic task's per-class IoU (NaN: class in neither prediction nor label) is kept beside
+    the metrics, written as null, read back, named by meta class_names in results.md and in the
+    report, and left out of every score."""
+    r = Results.from_specs(SPECS[:2], dataset="nyuv2", method="had", class_names={"semantic": ["wall", "floor", "tv"]})
+    r.add_phase(0, "semantic", {"semantic": {"miou": 0.5, "pixacc": 0.8}},
+                {"semantic": {"class_iou": [0.75, 0.25, float("nan")]}})
+    r.add_phase(1, "depth", {"semantic": {"miou": 0.4, "pixacc": 0.7}, "depth": {"abs_err": 0.5, "rel_err": 0.2}},
+                {"semantic": {"class_iou": torch.tensor([0.6, 0.2, 0.0])}})
+    r.save(tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["phases"][0]["details"]["semantic"]["class_iou"][2] is None
+    back = Results.load(tmp_path)
+    first, second = back.class_iou("semantic")
+    assert first[:2] == [0.75, 0.25] and math.isnan(first[2]) and second == pytest.approx([0.6, 0.2, 0.0])
+    assert back.class_names("semantic") == ["wall", "floor", "tv"] and back.class_names("depth") is None
+    md = (tmp_path / "results.md").read_text()
+    assert "## Per-class IoU: semantic" in md and "| tv | — | 0.0000 |" in md and "| wall | 0.7500 | 0.6000 |" in md
+    assert "| floor | 0.2500 | 0.2000 |" in report(tmp_path)
+    assert final_metrics(back)["semantic"] == {"miou": 0.4, "pixacc": 0.7}
+    assert "Per-class" not in render_markdown(_run())  # nothing recorded: no table
+
+
 def test_load_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="results.json"):
         Results.load(tmp_path)

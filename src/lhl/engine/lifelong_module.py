@@ -45,6 +45,7 @@ class LifelongModule(pl.LightningModule):
         self.step_offset = int(step_offset)  # steps of the earlier phases (the runner owns the count)
         self.metrics = nn.ModuleDict({t: network.specs[t].metric(eval_reduction) for t in phase.eval_tasks})
         self.last_eval: Dict[str, Dict[str, float]] = {}
+        self.last_details: Dict[str, Dict[str, list]] = {}
         self.curve: List[dict] = []  # one row per in-fit validation (eval.every_n_epochs): curves.json
         self._fit_rng = None  # the RNG states an in-fit validation gives back (on_validation_end)
         self.phase_ended = False  # set when the method's end-of-phase estimates ran
@@ -178,11 +179,14 @@ class LifelongModule(pl.LightningModule):
             self.metrics[t].update(preds[t].float(), batch[t])
 
     def on_validation_epoch_end(self) -> None:
-        out = {}
+        out, details = {}, {}
         for t in self.phase.eval_tasks:
-            out[t] = {k: float(v) for k, v in self.metrics[t].compute().items()}
-            self.metrics[t].reset()
-        self.last_eval = out
+            metric = self.metrics[t]
+            out[t] = {k: float(v) for k, v in metric.compute().items()}
+            if hasattr(metric, "details"):  # per-class IoU of a semantic task (results.json, lhl report)
+                details[t] = metric.details()
+            metric.reset()
+        self.last_eval, self.last_details = out, details
         flat = {f"val/{t}/{k}": v for t, m in out.items() for k, v in m.items()}
         self.log_dict(flat, sync_dist=False, rank_zero_only=True)
         if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking:  # a learning-curve point

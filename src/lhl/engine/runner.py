@@ -96,13 +96,14 @@ class PhaseRunner:
         dm = LifelongDataModule(cfg.data, self.specs, seed=int(cfg.run.seed), channels_last=cfg.train.channels_last)
         if pl.utilities.rank_zero_only.rank == 0:
             dm.prepare_data()
-        build_dataset(cfg.data, "val", list(self.specs)[:1])  # a missing dataset fails here, at once
+        val_set = build_dataset(cfg.data, "val", list(self.specs)[:1])  # a missing dataset fails here, at once
         self.requeue.check("after data preparation")
         self.folder.root.mkdir(parents=True, exist_ok=True)
         check_same_run(self.folder.root, cfg)
         if pl.utilities.rank_zero_only.rank == 0 and not self.folder.config.is_file():
             atomic_write_text(self.folder.config, to_yaml(cfg))  # the first run's settings
         results = self._results()
+        results.meta.setdefault("class_names", class_names(val_set, self.specs))
         done = {int(p["phase"]) for p in results.phases}
         network: Optional[MultiHeadPredictor] = None
         for phase in self.plan:
@@ -219,7 +220,7 @@ class PhaseRunner:
         from lhl.reporting.plots import plot_forgetting
 
         metrics = module.last_eval
-        results.add_phase(phase.index, list(phase.train_tasks), metrics)
+        results.add_phase(phase.index, list(phase.train_tasks), metrics, module.last_details)
         results.save(self.folder.root)
         if self.cfg.eval.get("every_n_epochs"):  # the phase's learning curve; a re-run phase replaces its rows
             save_phase_curve(self.folder.curves_json, phase.index, module.curve)
@@ -231,6 +232,15 @@ class PhaseRunner:
             self.wandb.log_phase(results, phase.index, self.global_step)
         parts = [f"{t}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()) for t, m in metrics.items()]
         print(f"   after phase {phase.index + 1}: " + " | ".join(parts), flush=True)
+
+
+def class_names(dataset, specs) -> dict:
+    """{task: the dataset's class names} for the tasks whose channels are its `CLASSES` (results
+    meta, so that per-class tables name their rows)."""
+    names = getattr(dataset, "CLASSES", None)
+    if not names:
+        return {}
+    return {t: [str(n) for n in names] for t, s in specs.items() if s.class_channels and s.channels == len(names)}
 
 
 def run(cfg: DictConfig) -> Path:

@@ -72,6 +72,23 @@ def _title(results: "Results") -> str:
     return "# Results" + (" — " + ", ".join(parts) if parts else "")
 
 
+def class_iou_tables(results: "Results") -> List[str]:
+    """Per task with per-class IoU recorded (`details.class_iou`): one row per class (named by
+    `meta["class_names"]` when known), one column per phase that evaluated it."""
+    lines = []
+    for t in results.tasks:
+        per_phase = results.class_iou(t)
+        cols = [(p, v) for p, v in zip(results.phases, per_phase) if v is not None]
+        if not cols:
+            continue
+        names = results.class_names(t) or [str(c) for c in range(len(cols[0][1]))]
+        lines += [f"## Per-class IoU: {t}", "", "— : the class is in neither prediction nor label.", ""]
+        header = ["class"] + [f"after phase {p['phase']}" for p, _ in cols]
+        rows = [[name] + ["—" if math.isnan(v[c]) else f"{v[c]:.4f}" for _, v in cols] for c, name in enumerate(names)]
+        lines += table(header, rows) + [""]
+    return lines
+
+
 def render_markdown(results: "Results") -> str:
     """Per phase every seen task's metrics, then the main-metric matrix (phases x tasks) and the
     final row."""
@@ -92,6 +109,7 @@ def render_markdown(results: "Results") -> str:
         lines += [f"**Final (after phase {final['phase']}):** "
                   + ", ".join(f"{t} {m} {_fmt(v)}" for t, ms in _in_task_order(results, final["metrics"])
                               for m, v in ms.items()), ""]
+    lines += class_iou_tables(results)
     return "\n".join(lines)
 
 
@@ -114,6 +132,7 @@ def report_markdown(results: "Results", data: dict, ref_name: Optional[str]) -> 
             for t, ms in data["forgetting"].items() for m, v in ms.items()]
     lines += (table(["task", "metric", "forgetting", "relative"], rows) if rows
               else ["(no task learned before the last phase)"]) + [""]
+    lines += class_iou_tables(results)
     return "\n".join(lines)
 
 

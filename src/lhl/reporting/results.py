@@ -42,7 +42,7 @@ class Results:
         self.meta.setdefault("main_metric", {})
         self.phases: List[dict] = []
         for p in phases:
-            self.add_phase(p["phase"], p["trained"], p["metrics"])
+            self.add_phase(p["phase"], p["trained"], p["metrics"], p.get("details"))
 
     @classmethod
     def from_specs(cls, specs: Sequence, *, dataset: str = "", sequence: str = "", method: str = "",
@@ -57,11 +57,16 @@ class Results:
         return cls(meta)
 
     # --- building -------------------------------------------------------------------------
-    def add_phase(self, phase: int, trained: Union[str, Sequence[str]], metrics: Mapping) -> None:
-        """Record phase `phase`; a phase already present is replaced (a resumed run re-evaluates)."""
+    def add_phase(self, phase: int, trained: Union[str, Sequence[str]], metrics: Mapping,
+                  details: Optional[Mapping] = None) -> None:
+        """Record phase `phase`; a phase already present is replaced (a resumed run re-evaluates).
+        `details`: {task: {name: [per-class values]}} beside the metrics (a semantic task's
+        `class_iou`), kept only when given; no score reads them."""
         trained = [trained] if isinstance(trained, str) else list(trained)
         record = {"phase": int(phase), "trained": trained,
                   "metrics": {t: {m: _num(v) for m, v in ms.items()} for t, ms in metrics.items()}}
+        if details:
+            record["details"] = {t: {k: [_num(v) for v in vs] for k, vs in d.items()} for t, d in details.items()}
         self.phases = [p for p in self.phases if p["phase"] != record["phase"]] + [record]
         self.phases.sort(key=lambda p: p["phase"])
         for t in [*trained, *record["metrics"]]:
@@ -92,6 +97,14 @@ class Results:
     def matrix(self, task: str, metric: str) -> List[Optional[float]]:
         """`metric` of `task` after each phase, None where the task was not evaluated."""
         return [p["metrics"].get(task, {}).get(metric) for p in self.phases]
+
+    def class_iou(self, task: str) -> List[Optional[List[float]]]:
+        """`task`'s per-class IoU after each phase (`details`), None where not recorded."""
+        return [p.get("details", {}).get(task, {}).get("class_iou") for p in self.phases]
+
+    def class_names(self, task: str) -> Optional[List[str]]:
+        """The dataset's class names of `task` (`meta["class_names"]`), None when unknown."""
+        return self.meta.get("class_names", {}).get(task)
 
     def learned_phase(self, task: str) -> Optional[int]:
         """Index (into `phases`) of the last phase that trained `task`."""

@@ -41,6 +41,8 @@ class TaskSpec:
     uses_facts: Tuple[str, ...] = ()
     #: channels on the last axis of an on-disk H x W x C label array (None: any; 2-D counts as 1)
     array_channels: Optional[int] = None
+    #: every output channel is a class, named by the dataset's `CLASSES` when it has as many
+    class_channels: bool = False
 
     def __init__(self, name: str, channels: int):
         self.name = name

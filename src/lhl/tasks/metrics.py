@@ -68,15 +68,31 @@ class SemanticMetric(MulticlassConfusionMatrix):
 
     def compute(self) -> Dict[str, Tensor]:
         cm = self.confmat.float()
-        tp = cm.diagonal()
-        union = cm.sum(0) + cm.sum(1) - tp
-        present = union > 0
-        if 0 <= self.ignore_index < self.num_classes:
-            present[self.ignore_index] = False
-        iou = tp / union.clamp_min(1)
-        miou = (iou * present).sum() / present.sum()
-        pixacc = tp.sum() / cm.sum()
+        iou = _class_iou(cm, self.ignore_index)
+        present = ~iou.isnan()
+        miou = iou[present].sum() / present.sum()
+        pixacc = cm.diagonal().sum() / cm.sum()
         return {"miou": miou, "pixacc": pixacc}
+
+    def details(self) -> Dict[str, list]:
+        """Per-class results beside `compute()`'s (not metrics: Δ and ranks never read them):
+        `class_iou`, one IoU per class id, NaN for a class absent from both prediction and label
+        (the classes mIoU leaves out). Synced across ranks as `compute()` is."""
+        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
+            cm = self.confmat.float()
+        return {"class_iou": _class_iou(cm, self.ignore_index).tolist()}
+
+
+def _class_iou(cm: Tensor, ignore_index: int) -> Tensor:
+    """IoU of every class from a confusion matrix [C, C] (rows: label); NaN where the class is in
+    neither prediction nor label, or is `ignore_index`."""
+    tp = cm.diagonal()
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = tp / union.clamp_min(1)
+    absent = union == 0
+    if 0 <= ignore_index < cm.shape[0]:
+        absent[ignore_index] = True
+    return iou.masked_fill(absent, float("nan"))
 
 
 class DepthMetric(Metric):

@@ -49,6 +49,7 @@ class SemanticTask(TaskSpec):
     metric_directions = {"miou": True, "pixacc": True}
     main_metric = "miou"
     array_channels = 1
+    class_channels = True
 
     def activate(self, raw: Tensor) -> Tensor:
         return F.log_softmax(raw, dim=1)
