@@ -41,6 +41,24 @@ def test_pretraining_is_reproducible_and_changes_the_weights(tiny_recipe):
     assert any(not torch.equal(a[k], fresh[k]) for k in a if a[k].is_floating_point())
 
 
+def test_pretraining_runs_on_one_thread_whatever_the_caller_uses(tiny_recipe, monkeypatch):
+    """The weights must not depend on the core count (kernels split sums by thread): pretraining
+    runs on one thread, gives the caller's count back, and gives the same weights under 1 or 3."""
+    seen, views = [], si.pretraining_views
+    monkeypatch.setattr(si, "pretraining_views", lambda *a: seen.append(torch.get_num_threads()) or views(*a))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        many = si.pretrain_backbone(MODEL, (16, 24), TINY, log=lambda *_: None)
+        assert torch.get_num_threads() == 3
+        torch.set_num_threads(1)
+        one = si.pretrain_backbone(MODEL, (16, 24), TINY, log=lambda *_: None)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1, 1]
+    assert all(torch.equal(many[k], one[k]) for k in one)
+
+
 def test_cache_is_written_once_and_reused(tiny_recipe, tmp_path, monkeypatch):
     messages = []
     first = si.synthetic_pretrained_state(MODEL, (16, 24), cache=tmp_path, log=messages.append)
