@@ -33,7 +33,7 @@ RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,
 .PHONY: install experiment compare compare-upgrade paper report curves distill bench bench-e2e slurm test clean-runs help
 
 help:
-	@echo "make install | experiment | compare | compare-upgrade | paper TABLE=main|ablation | report RUN=... [REF=...] | curves SEQ=... EPOCHS=... | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
+	@echo "make install | experiment | compare | compare-upgrade | paper TABLE=main|ablation | report RUN=... [REF=...] | curves SEQ=... EPOCHS=... [SEEDS=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
 
 install: $(STAMP)
 
@@ -67,18 +67,22 @@ report: install
 	$(if $(RUN),,$(error make report RUN=<run folder> [REF=<reference run folder>]))
 	$(BIN)/lhl report $(RUN) $(if $(REF),--ref $(REF))
 
-# make curves SEQ=... EPOCHS=<2E> [SEED=0]: finetune for twice the preset's E epochs, validating
-# every epoch, into $(RUNS_DIR)/curves/<seq>/e<EPOCHS>/seed<k>, and for E epochs into
-# .../e<E>/seed<k>; then lhl curves: per phase, the trained task's main metric after the E-epoch
-# run's phase against the 2E-epoch run's (>= 90 % reached: converged; README "Metrics")
+# make curves SEQ=... EPOCHS=<2E> [SEED=0 | SEEDS="0 1 2 3 4"]: per seed, finetune for twice the
+# preset's E epochs, validating every epoch, into $(RUNS_DIR)/curves/<seq>/e<EPOCHS>/seed<k>, and for
+# E epochs into .../e<E>/seed<k>; then lhl curves: per phase, the trained task's main metric after
+# the E-epoch run's phase against the 2E-epoch run's (>= 90 % reached: converged; README "Metrics"),
+# over several seeds also its mean and 95 % interval (written to .../e<EPOCHS>/convergence.md)
 EPOCHS ?=
-CURVES_RUN = curves/$(SEQ)/e$(EPOCHS)/seed$(or $(SEED),0)
-CURVES_SHORT = curves/$(SEQ)/e$(shell expr $(or $(EPOCHS),2) / 2)/seed$(or $(SEED),0)
+CURVES_SEEDS = $(or $(SEEDS),$(or $(SEED),0))
+CURVES_HALF = $(shell expr $(or $(EPOCHS),2) / 2)
+CURVES_DIR = $(RUNS_DIR)/curves/$(SEQ)
 curves: install
-	$(if $(EPOCHS),,$(error make curves SEQ=<sequence> EPOCHS=<twice the epochs to check> [SEED=0]))
-	$(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(EPOCHS) eval.every_n_epochs=1 seed=$(or $(SEED),0) run.name=$(CURVES_RUN) run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
-	$(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(shell expr $(EPOCHS) / 2) seed=$(or $(SEED),0) run.name=$(CURVES_SHORT) run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
-	$(BIN)/lhl curves $(RUNS_DIR)/$(CURVES_RUN) --short $(RUNS_DIR)/$(CURVES_SHORT)
+	$(if $(EPOCHS),,$(error make curves SEQ=<sequence> EPOCHS=<twice the epochs to check> [SEED=0 | SEEDS="0 1 2"]))
+	set -e; for s in $(CURVES_SEEDS); do \
+	  $(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(EPOCHS) eval.every_n_epochs=1 seed=$$s run.name=curves/$(SEQ)/e$(EPOCHS)/seed$$s run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS); \
+	  $(BIN)/lhl run seq=$(SEQ) method=finetune train.epochs=$(CURVES_HALF) seed=$$s run.name=curves/$(SEQ)/e$(CURVES_HALF)/seed$$s run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS); \
+	done
+	$(BIN)/lhl curves $(foreach s,$(CURVES_SEEDS),$(CURVES_DIR)/e$(EPOCHS)/seed$(s)) --short $(foreach s,$(CURVES_SEEDS),$(CURVES_DIR)/e$(CURVES_HALF)/seed$(s)) $(if $(word 2,$(CURVES_SEEDS)),--summary $(CURVES_DIR)/e$(EPOCHS)/convergence.md)
 
 clean-runs:
 	@if [ -d "$(RUNS_DIR)" ]; then \

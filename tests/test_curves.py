@@ -13,7 +13,8 @@ from lhl.engine import runner as runner_mod
 from lhl.engine.build import run_folder_of
 from lhl.engine.phase_trainer import val_every
 from lhl.engine.runner import run
-from lhl.reporting.curves import check_short, convergence, curves_markdown, half_epoch, reached, save_phase_curve
+from lhl.reporting.curves import (check_short, convergence, convergence_over_seeds, curves_markdown, half_epoch,
+                                  reached, save_phase_curve)
 from lhl.reporting.results import Results
 
 #: two phases (semantic, depth) of two epochs of 3 batches; LwF (a teacher) and dropout 0.5 in the
@@ -157,17 +158,18 @@ def test_convergence_against_a_shorter_run_by_hand():
     assert (dep["half"], dep["last"]) == (1.0, 0.9) and dep["reached"] == pytest.approx(0.9)
 
 
-def _fake_run(folder, epochs, schedule="constant", lr=1e-3, seed=0):
+def _fake_run(folder, epochs, schedule="constant", lr=1e-3, seed=0, scale=1.0):
+    """A run folder by hand: miou = 0.1 * scale * epoch after every epoch of its one phase."""
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(
         f"run: {{name: {folder.name}, out_dir: x, seed: {seed}}}\n"
         f"train: {{epochs: {epochs}, lr: {lr}, lr_schedule: {schedule}}}\n"
         f"eval: {{every_n_epochs: {2 if epochs > 1 else 'null'}}}\n")
-    rows = [{"phase": 0, "epoch": e, "step": e, "trained": ["semantic"], "metrics": {"semantic": {"miou": 0.1 * e}}}
+    rows = [{"phase": 0, "epoch": e, "step": e, "trained": ["semantic"], "metrics": {"semantic": {"miou": 0.1 * scale * e}}}
             for e in range(1, epochs + 1)]
     (folder / "curves.json").write_text(json.dumps(rows))
-    Results(_by_hand_results().meta, [{"phase": 0, "trained": ["semantic"],
-                                       "metrics": {"semantic": {"miou": 0.1 * epochs}}}]).save(folder)
+    Results(dict(_by_hand_results().meta, seed=seed), [{"phase": 0, "trained": ["semantic"],
+                                                        "metrics": {"semantic": {"miou": 0.1 * scale * epochs}}}]).save(folder)
     return folder
 
 
@@ -203,3 +205,36 @@ def test_a_shorter_run_agrees_with_the_long_runs_half_epoch_under_a_constant_rat
     mid, against = convergence(rows, results), convergence(rows, results, Results.load(short), 1)
     assert against[0]["half"] == pytest.approx(mid[0]["half"], abs=1e-6)
     assert against[0]["reached"] == pytest.approx(mid[0]["reached"], abs=1e-6)
+
+
+def test_convergence_over_seeds_by_hand():
+    """Mean, std and the 95 % t interval of the mean of `reached` over two seeds (t(0.975, 1) = 12.706)."""
+    entry = dict(phase=0, task="semantic", metric="miou", higher_is_better=True)
+    got, = convergence_over_seeds([[dict(entry, reached=0.8)], [dict(entry, reached=0.9)]])
+    assert got["reached"] == [0.8, 0.9] and got["n"] == 2
+    assert got["mean"] == pytest.approx(0.85) and got["std"] == pytest.approx(0.0707107, rel=1e-5)
+    assert got["ci95"] == pytest.approx([0.85 - 12.7062 * 0.05, 0.85 + 12.7062 * 0.05], rel=1e-4)
+    assert got["converged"] is False
+    one, = convergence_over_seeds([[dict(entry, reached=0.95)], [dict(entry, reached=None)]])
+    assert one["n"] == 1 and one["mean"] == pytest.approx(0.95) and one["ci95"] is None and one["converged"] is True
+
+
+def test_lhl_curves_over_seeds(tmp_path, capsys):
+    """Several long runs, each paired with its seed's short run: every run's own table, then the
+    table over seeds (mean and interval), written with --summary; mismatched inputs are refused."""
+    longs = [_fake_run(tmp_path / f"e4/seed{s}", 4, "cosine", seed=s, scale=k) for s, k in ((0, 1.0), (1, 2.0))]
+    shorts = [_fake_run(tmp_path / f"e2/seed{s}", 2, "cosine", seed=s, scale=k) for s, k in ((0, 1.8), (1, 3.0))]
+    out = tmp_path / "conv.md"
+    assert main(["curves", *map(str, longs), "--short", *map(str, shorts), "--summary", str(out)]) == 0
+    # seed 0: 0.36 / 0.4 = 0.9 (0.1 x 1.8 x 2 epochs against 0.1 x 1 x 4); seed 1: 0.6 / 0.8 = 0.75
+    assert "| 0 | semantic | miou ↑ | 0.900 / 0.750 | 0.825 ± 0.106 | [-0.128, 1.778] | no |" in out.read_text()
+    assert json.loads(out.with_suffix(".json").read_text())["seeds"] == [0, 1]
+    assert (longs[1] / "curves.md").is_file() and "Convergence over seeds" in capsys.readouterr().out
+    assert main(["curves", *map(str, longs), "--short", str(shorts[0])]) == 2
+    assert "2 long runs" in capsys.readouterr().err
+    assert main(["curves", str(longs[0]), str(shorts[1]), "--short", *map(str, shorts)]) == 2
+    assert "one run on several seeds" in capsys.readouterr().err  # a 2-epoch run among the long ones
+    assert main(["curves", str(longs[0]), str(longs[0]), "--short", str(shorts[0]), str(shorts[0])]) == 2
+    assert "repeat a seed" in capsys.readouterr().err
+    assert main(["curves", str(longs[1]), "--short", str(shorts[0])]) == 2  # seeds paired wrongly
+    assert "run.seed: 0 (long run 1)" in capsys.readouterr().err
