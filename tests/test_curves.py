@@ -13,8 +13,8 @@ from lhl.engine import runner as runner_mod
 from lhl.engine.build import run_folder_of
 from lhl.engine.phase_trainer import val_every
 from lhl.engine.runner import run
-from lhl.reporting.curves import (check_short, convergence, convergence_over_seeds, curves_markdown, half_epoch,
-                                  reached, save_phase_curve)
+from lhl.reporting.curves import check_short, convergence, curves_markdown, half_epoch, reached, save_phase_curve
+from lhl.reporting.curves_over_seeds import convergence_over_seeds
 from lhl.reporting.results import Results
 
 #: two phases (semantic, depth) of two epochs of 3 batches; LwF (a teacher) and dropout 0.5 in the
