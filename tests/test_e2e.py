@@ -148,3 +148,28 @@ def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_
     a = run_folder_of(load_config([], ["seq=synthetic_s1", "method=had"])).root
     b = run_folder_of(load_config([], ["seq=synthetic_s1", "method=had_faithful"])).root
     assert a != b and b.parts[-3] == "had_faithful" and b.parts[-2] == "default"
+
+
+def test_losses_are_handed_to_lightning_only_on_the_steps_the_loggers_write(tmp_path, synth_cache, monkeypatch):
+    """`self.log` costs as much as a small network's step on the CPU, so the training step logs only
+    on the steps Lightning writes (every train.log_every_n_steps-th): the CSV keeps those rows."""
+    from lhl.engine.lifelong_module import LifelongModule
+
+    calls = []
+    log_dict = LifelongModule.log_dict
+
+    def spy(self, values, *args, **kwargs):
+        if "loss/total" in values:
+            calls.append(self.global_step)
+        return log_dict(self, values, *args, **kwargs)
+
+    monkeypatch.setattr(LifelongModule, "log_dict", spy)
+    run_dir = _run(tmp_path, synth_cache, "method=finetune", "train.epochs=3", "train.max_steps=5",
+                   "train.log_every_n_steps=2")
+    assert calls == [1, 3] * 3  # each phase: its 2nd and 4th of 5 steps
+    import csv
+
+    rows = list(csv.DictReader((run_dir / "logs" / "phase_0" / "metrics.csv").open()))
+    logged = [int(r["step"]) for r in rows if r.get("loss/total")]
+    assert logged == [1, 3]
+    assert all(float(r["loss/total"]) > 0 for r in rows if r.get("loss/total"))

@@ -107,11 +107,22 @@ class LifelongModule(pl.LightningModule):
                 "labels of the batch for NaN/inf, or use train.gradient_clip_val."
             )
         self._unobserved = True  # observe_batch shows this batch to the method after the step
-        logs["loss/total"] = loss.detach()
-        self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
-        self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
-        self.log("step_global", float(self.step_offset + self.global_step), on_step=True, on_epoch=False)
+        if self._writes_logs():
+            logs["loss/total"] = loss.detach()
+            self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
+            self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
+            self.log("step_global", float(self.step_offset + self.global_step), on_step=True, on_epoch=False)
         return loss
+
+    def _writes_logs(self) -> bool:
+        """Whether the loggers write this step's values (every `train.log_every_n_steps`-th step,
+        or a stopping one): only then are they handed to `self.log`. Lightning's per-call
+        bookkeeping costs about as much as the step's arithmetic on the CPU benchmark's network and
+        is thrown away on the other steps; the loggers receive the same values at the same steps."""
+        trainer = self._trainer
+        if trainer is None:  # a bare module (tests): always
+            return True
+        return trainer._logger_connector.should_update_logs or trainer.fast_dev_run
 
     def teacher_outputs(self, images: Tensor) -> Dict[str, Tensor]:
         """The old heads' predictions, computed under `inference_mode` (no autograd bookkeeping at
