@@ -47,8 +47,9 @@ $(STAMP): setup.cfg pyproject.toml
 experiment: install
 	$(BIN)/lhl run $(RUN_OPTS) $(ARGS)
 
+# make compare SEQ=... METHODS="..." [SEEDS="..."] [REF=...] [JOBS=2: two runs at a time, one thread each]
 compare: install
-	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
+	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(if $(SEEDS),seeds="$(SEEDS)") $(call opt,ref,$(REF)) $(call opt,jobs,$(JOBS)) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS)
 
 # make compare-upgrade [SEQ=synthetic_s1] [SEEDS="0 1 2 3 4"]: the four rows of README "Upgrading the
 # architecture mid-sequence" (stay on model.backbone; upgrade with blank old heads; with output

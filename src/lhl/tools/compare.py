@@ -6,7 +6,8 @@ method and forgetting, written as `compare.md`, `compare.json` and `compare.png`
 comparison's own folder `<out>/<seq>/compare/<hash of its run folders and ref>/` (printed at the
 end). `aggregate=true` (or `--aggregate-only`) never trains: it reads the runs that are finished
 and names those missing or unfinished; `runs="GLOB ..."` aggregates given run folders;
-`slurm=true` writes (and submits) a job array of the runs plus a dependent aggregation job.
+`slurm=true` writes (and submits) a job array of the runs plus a dependent aggregation job;
+`jobs=N` runs them as N local processes side by side (`compare_jobs`).
 """
 from __future__ import annotations
 
@@ -26,12 +27,15 @@ from lhl.reporting.aggregate import compare
 from lhl.tools.runs import run_status
 
 USAGE = """usage: lhl compare seq=NAME methods="m1 m2 ..." [seeds="0 1 2"] [ref=METHOD] [sweep=key=v1,v2]
-                   [aggregate=true | --aggregate-only] [slurm=true JOB_KEYS] [key=value ...]
+                   [jobs=N] [aggregate=true | --aggregate-only] [slurm=true JOB_KEYS] [key=value ...]
        lhl compare runs="GLOB ..." [ref=LABEL] [out=DIR]
 
   seq= methods= seeds=    the runs: one per method x seed (seeds= absent: the preset's run.seeds, else run.seed)
   ref=METHOD              Δ against this method's runs (added to the runs when not in methods=)
   sweep=key=v1,v2         one run per method x seed x value (labels "method key=value")
+  jobs=N                  N runs at a time, each its own `lhl run` process on 1/N of the threads
+                          (logs in <compare folder>/logs/); on a CPU machine two single-thread runs
+                          finish a table sooner than one two-thread run at a time (default 1: in turn)
   aggregate=true          never train: read the finished runs, name the missing / unfinished ones
   runs="GLOB ..."         aggregate these run folders (e.g. runs="runs/synthetic_s1/*/default/seed*");
                           labels: the method preset, plus the overrides folder where one method has several
@@ -54,10 +58,17 @@ def _true(value: str) -> bool:
     raise ConfigError(f"'{value}' is not true or false")
 
 
+def _jobs(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"compare: jobs={value!r}: give the number of runs at a time, a whole number >= 1 "
+                          "(e.g. jobs=2)")
+    return int(value)
+
+
 def parse(argv: List[str]) -> dict:
     """compare's own keys, and the rest (overrides for every run) in order."""
     opts = dict(seq=None, methods=[], seeds=[None], ref=None, sweep=None, aggregate=False, runs=[],
-                slurm=False, out=None, rest=[])
+                slurm=False, out=None, jobs=1, rest=[])
     for arg in argv:
         key, _, value = arg.partition("=")
         if arg == "--aggregate-only":
@@ -70,6 +81,8 @@ def parse(argv: List[str]) -> dict:
             opts["sweep"] = parse_sweep(value, "sweep=")
         elif key in ("aggregate", "slurm"):
             opts[key] = _true(value)
+        elif key == "jobs":
+            opts["jobs"] = _jobs(value)
         elif key == "out":  # run.out_dir here and in every run (not `lhl slurm`'s script path)
             opts["out"] = value
             opts["rest"].append(f"run.out_dir={value}")
@@ -164,6 +177,9 @@ def cli(argv: List[str]) -> int:
         seq = seqs.pop() if len(seqs) == 1 else "mixed"
         return aggregate(groups, opts["ref"], compare_dir(Path(opts["out"] or "runs"), seq, groups, opts["ref"]))
     if opts["slurm"]:
+        if opts["jobs"] > 1:
+            raise ConfigError("compare: jobs= runs the comparison here, slurm=true submits each run as its "
+                              "own job: give one of them")
         from lhl.tools.compare_slurm import write_jobs
 
         return write_jobs(argv, opts)
@@ -172,10 +188,21 @@ def cli(argv: List[str]) -> int:
     for label, _, cfg in configs:
         groups.setdefault(label, []).append(run_folder_of(cfg).root)
     out_dir = compare_dir(Path(configs[-1][2].run.out_dir), opts["seq"], groups, opts["ref"])
-    if not opts["aggregate"]:
+    failed = []
+    if not opts["aggregate"] and opts["jobs"] > 1:
+        from lhl.tools.compare_jobs import prepare, run_jobs
+
+        prepare(configs)
+        failed = run_jobs(configs, opts["jobs"], out_dir / "logs")
+    elif not opts["aggregate"]:
         from lhl.engine.runner import run
 
         for label, _, cfg in configs:
             print(f"\n##### compare: {opts['seq']} / {label} / seed {cfg.run.seed}", flush=True)
             run(cfg)
-    return aggregate(groups, opts["ref"], out_dir)
+    code = aggregate(groups, opts["ref"], out_dir)
+    if failed:
+        print("lhl compare: runs failed (their logs name the error): "
+              + ", ".join(f"{label} seed {seed} (exit {c})" for label, seed, c in failed))
+        return 1
+    return code
