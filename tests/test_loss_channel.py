@@ -53,7 +53,8 @@ def test_logged_total_is_the_backpropagated_loss_for_every_method_and_task_type(
     checked = 0
     for phase in resolve_plan(method.plan(list(specs))):
         if net is None or phase.fresh_model:
-            net = MultiHeadPredictor(backbone="resnet10t", head_width=8, aspp_rates=(1, 2, 3), dropout=0.0)
+            net = MultiHeadPredictor(backbone="resnet10t", head_width=8, aspp_rates=(1, 2, 3), dropout=0.0,
+                                     timm_kwargs={"channels": [16, 32, 64, 128]})  # SGP: small SVDs
         for t in phase.train_tasks:
             net.add_head(specs[t])
         module = LifelongModule(net, method, phase, train_cfg)
