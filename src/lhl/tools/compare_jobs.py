@@ -2,9 +2,9 @@
 
 On a CPU machine a small network cannot keep every core busy with one run: on the CPU benchmark,
 two runs on one thread each side by side finish sooner than the same two runs in turn on two
-threads (measured in README "The CPU benchmark"). Each job is an ordinary `lhl run` with the same arguments `make run`
-would take, on `torch.get_num_threads() // N` threads (at least 1; set OMP_NUM_THREADS for the
-whole comparison to change the total), its output written to `<compare folder>/logs/<label>_seed<k>.log`.
+threads (measured in README "The CPU benchmark"). Each job is an ordinary `lhl run` with the run's
+arguments, on `torch.get_num_threads() // N` threads (at least 1; set OMP_NUM_THREADS for the
+whole comparison to change the total), its output in `<compare folder>/logs/<label>_seed<k>.log`.
 Finished runs are skipped by the runs themselves (as with jobs=1), a failed run is named and the
 others go on; the table is then made over the finished runs, and the exit status says a run failed.
 
@@ -82,6 +82,8 @@ def run_jobs(configs, jobs: int, log_dir: Path, threads: Optional[int] = None,
         label, args, cfg = item
         log = log_dir / log_name(label, cfg.run.seed)
         start = time.time()
+        if stopping.is_set():
+            return
         with open(log, "w") as out:
             with lock:
                 if stopping.is_set():
