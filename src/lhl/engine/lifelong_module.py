@@ -97,9 +97,10 @@ class LifelongModule(pl.LightningModule):
         loss = torch.stack(list(terms.values())).sum()
         logs = {f"loss/{name}": value.detach() for name, value in terms.items()}
         logs.update(diagnostics)
-        # checked on logging steps only, where the logged values are read from the device anyway:
-        # a per-step check would add a host-device sync to every GPU step
-        if self.global_step % max(1, int(self.train_cfg.log_every_n_steps)) == 0 and not torch.isfinite(loss):
+        # checked on the steps the loggers write, where the logged values are read from the device
+        # anyway: a per-step check would add a host-device sync to every GPU step
+        writes_logs = self._writes_logs()
+        if writes_logs and not torch.isfinite(loss):
             values = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
             raise FloatingPointError(
                 f"non-finite loss at phase {self.phase.index}, step {self.global_step} "
@@ -107,7 +108,7 @@ class LifelongModule(pl.LightningModule):
                 "labels of the batch for NaN/inf, or use train.gradient_clip_val."
             )
         self._unobserved = True  # observe_batch shows this batch to the method after the step
-        if self._writes_logs():
+        if writes_logs:
             logs["loss/total"] = loss.detach()
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
             self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
@@ -124,6 +125,7 @@ class LifelongModule(pl.LightningModule):
         trainer = self._trainer
         if trainer is None:  # a bare module (tests): always
             return True
+        # Lightning's own test for its loggers (its LearningRateMonitor asks the same)
         return trainer._logger_connector.should_update_logs or trainer.fast_dev_run
 
     def teacher_outputs(self, images: Tensor) -> Dict[str, Tensor]:
