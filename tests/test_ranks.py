@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from lhl.reporting.aggregate import compare
-from lhl.reporting.ranks import average_ranks, backward_transfer, delta_after_phases, paired_test, t_quantile
+from lhl.reporting.ranks import (average_ranks, backward_transfer, delta_after_phases, one_sample_test, paired_test,
+                                 t_quantile)
 from lhl.reporting.results import Results
 
 #: method -> seed -> (seg after phase 0, seg final, dep final)
@@ -86,6 +87,10 @@ def test_paired_test_by_hand(monkeypatch):
     assert out["ci95"] == pytest.approx([12.5 - 12.7062047 * 2.5, 12.5 + 12.7062047 * 2.5], rel=1e-6)
     assert out["p"] == pytest.approx(1 - 2 * math.atan(5) / math.pi, rel=1e-6)  # t with 1 df is Cauchy
     assert paired_test([1.0], [0.0])["ci95"] is None
+    # the one-sample test is the paired test's engine: the same numbers for values against zeros
+    assert one_sample_test([13.0, 12.0, 15.0]) == paired_test([13.0, 12.0, 15.0], [0.0] * 3)
+    assert one_sample_test([20.0, 25.0])["ci95"] == pytest.approx([22.5 - 12.7062047 * 2.5, 22.5 + 12.7062047 * 2.5])
+    assert one_sample_test([])["mean"] is None and one_sample_test([])["n"] == 0
     monkeypatch.setitem(sys.modules, "scipy.stats", None)  # the hand-written t distribution
     assert t_quantile(0.975, 1) == pytest.approx(12.7062047, rel=1e-6)
     assert t_quantile(0.975, 4) == pytest.approx(2.7764451, rel=1e-6)

@@ -13,7 +13,7 @@ from typing import List, Mapping, Optional, Sequence
 
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.reporting.curves import CONVERGED, PathLike, _differences, _f, write_curves
-from lhl.reporting.ranks import paired_test
+from lhl.reporting.ranks import one_sample_test
 from lhl.reporting.render import arrow, table
 from lhl.reporting.results import Results
 
@@ -29,7 +29,7 @@ def convergence_over_seeds(per_run: Sequence[Sequence[Mapping]]) -> List[dict]:
     out = []
     for (phase, task), e in keyed.items():
         values = [v for v in e["values"] if v is not None]
-        stats = paired_test(values, [0.0] * len(values)) if values else {"mean": None, "ci95": None}
+        stats = one_sample_test(values)
         std = statistics.stdev(values) if len(values) > 1 else None
         out.append(dict(phase=phase, task=task, metric=e["metric"], higher_is_better=e["higher_is_better"],
                         reached=e["values"], n=len(values), mean=stats["mean"], std=std, ci95=stats["ci95"],

@@ -20,7 +20,7 @@ from lhl.reporting.results import Metrics, Results
 from lhl.reporting.scores import delta, final_metrics, forgetting
 
 __all__ = ["average_ranks", "mean_rank", "paired_delta", "delta_after_phases", "backward_transfer",
-           "paired_test", "t_quantile"]
+           "one_sample_test", "paired_test", "t_quantile"]
 
 
 def average_ranks(values: Mapping[str, float], higher_is_better: bool) -> Dict[str, float]:
@@ -161,18 +161,23 @@ def _two_sided_p(t: float, df: int) -> float:
         return 2 * (1 - _t_cdf(abs(t), df))
 
 
-def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
-    """Paired t-test of a - b over seeds: mean difference, its 95% interval, t, two-sided p, n.
-    With fewer than 2 pairs (or no spread) the interval and p are None."""
-    diffs = [float(x) - float(y) for x, y in zip(a, b)]
-    n = len(diffs)
-    out = {"mean": sum(diffs) / n if n else None, "ci95": None, "t": None, "p": None, "n": n}
+def one_sample_test(values: Sequence[float]) -> dict:
+    """One-sample t-test of the values' mean against 0: the mean, its 95% interval, t, two-sided p,
+    n. With fewer than 2 values (or no spread) the interval and p are None."""
+    values = [float(v) for v in values]
+    n = len(values)
+    out = {"mean": sum(values) / n if n else None, "ci95": None, "t": None, "p": None, "n": n}
     if n < 2:
         return out
-    sd = statistics.stdev(diffs)
+    sd = statistics.stdev(values)
     if sd <= 1e-12 * max(1.0, abs(out["mean"])):  # no spread (up to rounding): no interval
         return out
     return _with_t_interval(out, sd / math.sqrt(n), n - 1)
+
+
+def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
+    """Paired t-test of a - b over seeds: `one_sample_test` of the differences."""
+    return one_sample_test([float(x) - float(y) for x, y in zip(a, b)])
 
 
 def _with_t_interval(out: dict, se: float, df: float) -> dict:
