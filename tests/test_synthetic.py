@@ -243,3 +243,35 @@ def test_parallel_generation_writes_the_same_files_as_sequential(tmp_path, monke
             assert names == sorted(p.name for p in b.iterdir())
             _, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
             assert not mismatch and not errors, (split, name, mismatch)
+
+
+def test_the_7_class_set_merges_the_drawn_classes_by_hand():
+    from lhl.data.synthetic_rooms.label_sets import COARSE_7, LABEL_SETS, relabel
+    from lhl.data.synthetic_rooms.scene import CLASSES
+
+    # bed, books, wall, window, picture, void -> bed / sofa, small items, wall, wall hangings x2, void
+    drawn = torch.tensor([[CLASS_ID["bed"], CLASS_ID["books"], -1], [CLASS_ID["wall"], CLASS_ID["window"], CLASS_ID["picture"]]])
+    want = [[COARSE_7.index("bed / sofa"), COARSE_7.index("small items"), -1],
+            [COARSE_7.index("wall"), COARSE_7.index("wall hangings"), COARSE_7.index("wall hangings")]]
+    assert relabel(drawn, 7).tolist() == want
+    assert relabel(drawn, 13) is drawn  # the drawn set reads as stored
+    names, lookup = LABEL_SETS[7]
+    assert sorted(set(lookup.tolist())) == list(range(7)) and len(lookup) == len(CLASSES)  # every class lands, none is empty
+    assert [n for c, n in zip(CLASSES, lookup) if c in ("chair", "table", "furniture")] == [5, 5, 5]
+
+
+def test_the_dataset_reads_either_label_set_from_one_generated_set(tiny_cache):
+    fine = SyntheticRooms(split="train", cache=tiny_cache, **TINY)
+    coarse = SyntheticRooms(split="train", cache=tiny_cache, classes=7, **TINY)
+    assert fine.root == coarse.root  # the same files: the label set is applied on read
+    assert len(coarse.CLASSES) == 7 and len(fine.CLASSES) == 13 and SyntheticRooms.CLASSES == fine.CLASSES
+    from lhl.data.synthetic_rooms.label_sets import relabel
+
+    for i in range(len(fine)):
+        a, b = fine[i]["semantic"], coarse[i]["semantic"]
+        assert torch.equal(relabel(a, 7), b) and int(b.max()) <= 6 and int(b.min()) >= -1
+        assert torch.equal(fine[i]["depth"], coarse[i]["depth"])
+    assert SyntheticRooms.task_info(classes=7)["semantic"] == ("semantic", 7)
+    assert SyntheticRooms.task_info()["semantic"] == ("semantic", 13)
+    with pytest.raises(ValueError, match=r"data.options.classes=5; choose one of \[7, 13\]"):
+        SyntheticRooms(split="train", cache=tiny_cache, classes=5, **TINY)

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 from lhl.data.sources.mtan_npy import MTANNpyDataset
 from lhl.data.sources.nyuv2 import CLASSES, FOLDERS, NYUv2
 from lhl.data.synthetic_rooms import writer
+from lhl.data.synthetic_rooms.label_sets import LABEL_SETS, check_classes, relabel
 from lhl.core.io import atomic_savefig
 from lhl.core.registry import DATASETS
 
@@ -21,17 +22,21 @@ class SyntheticRooms(MTANNpyDataset):
     """Procedural NYUv2-like rooms (13 classes, depth, normals), same label format as `nyuv2`.
 
     Options: n_train (1000), n_val (300), height (96), width (128), seed (0), cache
-    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`).
+    (default `$LHL_CACHE` or `~/.cache/lhl`; the set lives in `<cache>/synthetic/<hash>`), classes
+    (13, the drawn NYUv2 classes, or 7 merged from them: `synthetic_rooms.label_sets`; read-time, so
+    both read the same generated set).
     A given `root` is used as the set's folder: read as it is if it holds a set made with the same
     parameters (else an error), generated there if it is missing or empty.
     """
 
-    CLASSES = CLASSES
+    CLASSES = CLASSES  # the instance's own: its label set's names
     #: normals are stored (x, y, z) of the OpenCV camera frame (camera.to_mtan_normals), as MTAN's
     NORMAL_X_CHANNEL = 0
 
     def __init__(self, root=None, split="train", tasks=("semantic", "depth", "normal"),
-                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None):
+                 n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None, classes=13):
+        self.classes = check_classes(classes)
+        self.CLASSES = LABEL_SETS[self.classes][0]
         self.params = writer.set_params(n_train, n_val, height, width, seed)
         folder = writer.ensure_set(self.params, cache=cache, root=root)
         super().__init__(folder, split, tasks, FOLDERS, dataset_name="synthetic", config_key="data.root",
@@ -39,14 +44,21 @@ class SyntheticRooms(MTANNpyDataset):
                          obtain="generated on demand: delete the folder, or write one with "
                          "`lhl data synth --out DIR`")
 
+    def __getitem__(self, item: int) -> dict:
+        sample = super().__getitem__(item)
+        if "semantic" in sample:
+            sample["semantic"] = relabel(sample["semantic"], self.classes)
+        return sample
+
     @classmethod
-    def prepare(cls, root=None, cache=None, **options) -> Path:
+    def prepare(cls, root=None, cache=None, classes=13, **options) -> Path:
         """Generate the set if missing (call once before DDP ranks start, e.g. in prepare_data)."""
+        check_classes(classes)
         return writer.ensure_set(writer.set_params(**options), cache=cache, root=root)
 
     @classmethod
-    def task_info(cls, **options) -> dict:
-        return NYUv2.task_info()
+    def task_info(cls, classes=13, **options) -> dict:
+        return {**NYUv2.task_info(), "semantic": ("semantic", check_classes(classes))}
 
 
 def save_grid(root, path, n: int = 4, split: str = "train") -> Path:
