@@ -18,7 +18,7 @@ def tiny_overrides(tmp_path: Path, cache: Path, **extra) -> list:
     base = {
         "seq": "synthetic_s1",
         "run.out_dir": str(tmp_path / "runs"),
-        "data.options": "{n_train: 24, n_val: 8, height: 32, width: 32, seed: 0, cache: '" + str(cache) + "'}",
+        "data.options": "{n_train: 24, n_val: 8, height: 32, width: 32, seed: 0, classes: 13, cache: '" + str(cache) + "'}",
         "data.batch_size": 4,
         "data.num_workers": 0,
         "model.backbone": "resnet18",  # the tests' network (the preset's resnet10t changes layer shapes)
@@ -27,6 +27,7 @@ def tiny_overrides(tmp_path: Path, cache: Path, **extra) -> list:
         "model.head_width": 8,
         "model.aspp_rates": "[1,2,3]",
         "train.epochs": 1,
+        "train.task_epochs": "null",  # every phase train.epochs, whatever the preset's
         "train.max_steps": 3,
         "train.lr": 1e-3,  # the tests' optimiser, whatever the benchmark preset's
         "train.lr_schedule": "constant",

@@ -157,10 +157,12 @@ def check_processes(cfg: DictConfig, world: Optional[int]) -> None:
 
 def resolve(cfg: DictConfig) -> DictConfig:
     """Check everything a run will build from `cfg`; returns `cfg` unchanged."""
+    from lhl.config.epochs import check_epochs
     from lhl.config.upgrade import check_upgrade
 
     check_upgrade(cfg, *method_options(cfg))
     sequence_tasks(cfg)
+    check_epochs(cfg)
     world = expected_processes(cfg)
     if world is not None and cfg.data.get("global_batch_size") is not None:
         per_process_batch(cfg.data, world)

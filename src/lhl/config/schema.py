@@ -72,7 +72,12 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 1
+    epochs: int = 1  # a phase's epochs (those in task_epochs aside)
+    # epochs of the phases that train these tasks, e.g. {depth: 8, normal: 14} (a phase that trains
+    # several, as joint's: the most of theirs); every other phase trains `epochs`; null: none
+    task_epochs: Optional[Dict[str, int]] = None
+    # every phase trains epoch_scale x its epochs (make curves: 2, the doubled run of the convergence check)
+    epoch_scale: int = 1
     max_steps: int = -1  # per phase; -1 = epochs decide
     limit_train_batches: Optional[float] = None
     optimizer: str = "adam"  # adam | adamw | sgd

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from lhl.config.epochs import phase_epochs
 from lhl.data.protocol import Phase
 from lhl.engine.mid_phase import mid_phase_checkpoint
 from lhl.engine.progress import PhaseProgressBar
@@ -52,7 +53,7 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
     last = mid_phase_checkpoint(t, root)  # phase_<i>/last.ckpt every N minutes / steps
     return pl.Trainer(
         default_root_dir=str(root),
-        max_epochs=t.epochs,
+        max_epochs=phase_epochs(t, phase.train_tasks),
         max_steps=t.max_steps,
         limit_train_batches=t.limit_train_batches,
         limit_val_batches=cfg.eval.limit_batches,
