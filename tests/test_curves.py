@@ -13,7 +13,9 @@ from lhl.engine import runner as runner_mod
 from lhl.engine.build import run_folder_of
 from lhl.engine.phase_trainer import val_every
 from lhl.engine.runner import run
-from lhl.reporting.curves import check_short, convergence, curves_markdown, half_epoch, reached, save_phase_curve
+from lhl.reporting.curves import (
+    check_short, convergence, curves_markdown, half_epoch, phase_tasks, reached, save_phase_curve,
+)
 from lhl.reporting.curves_over_seeds import convergence_over_seeds
 from lhl.reporting.results import Results
 
@@ -152,7 +154,7 @@ def test_convergence_against_a_shorter_run_by_hand():
     short = Results(_by_hand_results().meta, [
         {"phase": 0, "trained": ["semantic"], "metrics": {"semantic": {"miou": 0.46}}},
         {"phase": 1, "trained": ["depth"], "metrics": {"semantic": {"miou": 0.2}, "depth": {"abs_err": 1.0}}}])
-    sem, dep = convergence(rows, _by_hand_results(), short, 2)
+    sem, dep = convergence(rows, _by_hand_results(), short, {0: 2, 1: 2})
     assert (sem["half_epoch"], sem["half"], sem["last"]) == (2, 0.46, 0.5)  # not epoch 2's 0.2
     assert sem["reached"] == pytest.approx(0.92) and sem["converged"] is True
     assert (dep["half"], dep["last"]) == (1.0, 0.9) and dep["reached"] == pytest.approx(0.9)
@@ -175,13 +177,14 @@ def _fake_run(folder, epochs, schedule="constant", lr=1e-3, seed=0, scale=1.0):
 
 def test_a_short_run_must_be_the_same_run_with_fewer_epochs(tmp_path):
     long = _fake_run(tmp_path / "long", 4, "cosine")
-    assert check_short(long, _fake_run(tmp_path / "short", 2, "cosine")) == 2  # run.* and eval.* may differ
+    phases = {0: ["semantic"]}
+    assert check_short(long, _fake_run(tmp_path / "short", 2, "cosine"), phases) == {0: 2}  # run.*, eval.* may differ
     with pytest.raises(ValueError, match=r"other/config.yaml.*train.lr: 0.002 \(long run 0.001\)"):
-        check_short(long, _fake_run(tmp_path / "other", 2, "cosine", lr=2e-3))
+        check_short(long, _fake_run(tmp_path / "other", 2, "cosine", lr=2e-3), phases)
     with pytest.raises(ValueError, match=r"run.seed: 1 \(long run 0\)"):
-        check_short(long, _fake_run(tmp_path / "seed1", 2, "cosine", seed=1))
-    with pytest.raises(ValueError, match="train.epochs=4; --short needs fewer epochs"):
-        check_short(long, _fake_run(tmp_path / "same", 4, "cosine"))
+        check_short(long, _fake_run(tmp_path / "seed1", 2, "cosine", seed=1), phases)
+    with pytest.raises(ValueError, match=r"phase 0 \(semantic\) trains 4 epochs.*needs fewer epochs in every phase"):
+        check_short(long, _fake_run(tmp_path / "same", 4, "cosine"), phases)
 
 
 def test_lhl_curves_on_an_annealed_schedule_needs_the_shorter_run(tmp_path, capsys):
@@ -200,9 +203,9 @@ def test_a_shorter_run_agrees_with_the_long_runs_half_epoch_under_a_constant_rat
     so --short reproduces the mid-run value there (later phases start from other weights)."""
     args = [a for a in CURVE_ARGS if not a.startswith("train.epochs=")] + ["train.epochs=1"]
     short = run(load_config([], tiny_overrides(tmp_path, synth_cache) + args))
-    assert check_short(curve_run, short) == 1
     rows, results = json.loads((curve_run / "curves.json").read_text()), Results.load(curve_run)
-    mid, against = convergence(rows, results), convergence(rows, results, Results.load(short), 1)
+    assert check_short(curve_run, short, phase_tasks(rows)) == {0: 1, 1: 1}
+    mid, against = convergence(rows, results), convergence(rows, results, Results.load(short), {0: 1, 1: 1})
     assert against[0]["half"] == pytest.approx(mid[0]["half"], abs=1e-6)
     assert against[0]["reached"] == pytest.approx(mid[0]["reached"], abs=1e-6)
 
@@ -238,3 +241,24 @@ def test_lhl_curves_over_seeds(tmp_path, capsys):
     assert "repeat a seed" in capsys.readouterr().err
     assert main(["curves", str(longs[1]), "--short", str(shorts[0])]) == 2  # seeds paired wrongly
     assert "run.seed: 0 (long run 1)" in capsys.readouterr().err
+
+
+def _epochs_run(folder, train: str):
+    """A run folder's config alone, with the given train section (flow style)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"run: {{name: {folder.name}, out_dir: x, seed: 0}}\ntrain: {train}\n")
+    return folder
+
+
+def test_a_short_run_is_checked_phase_by_phase_when_phases_train_their_own_epochs(tmp_path):
+    """train.task_epochs and train.epoch_scale set each phase's epochs (make curves doubles them all
+    with epoch_scale=2): the short run's epochs come per phase, and each must be fewer than the long run's."""
+    preset = "{epochs: 10, task_epochs: {depth: 8, normal: 14}, lr_schedule: cosine}"
+    long = _epochs_run(tmp_path / "long", "{epochs: 10, task_epochs: {depth: 8, normal: 14}, epoch_scale: 2, lr_schedule: cosine}")
+    phases = {0: ["semantic"], 1: ["depth"], 2: ["normal"]}
+    assert check_short(long, _epochs_run(tmp_path / "short", preset), phases) == {0: 10, 1: 8, 2: 14}
+    longer_depth = "{epochs: 10, task_epochs: {depth: 16, normal: 14}, lr_schedule: cosine}"
+    with pytest.raises(ValueError, match=r"phase 1 \(depth\) trains 16 epochs.*long run's 16 there"):
+        check_short(long, _epochs_run(tmp_path / "depth16", longer_depth), phases)
+    with pytest.raises(ValueError, match=r"train.lr_schedule: 'poly'"):
+        check_short(long, _epochs_run(tmp_path / "poly", preset.replace("cosine", "poly")), phases)

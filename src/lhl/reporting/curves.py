@@ -8,15 +8,16 @@ Convergence (is a phase trained close to convergence?): for each phase and each 
 the task's main metric at the half epoch (the last recorded epoch <= E/2, E = the phase's last
 recorded epoch) and at E; `reached` = value(E/2) / value(E) when higher is better, value(E) /
 value(E/2) when lower is better: the share of the doubled training's result that half the
-training reaches. A run with `train.epochs=2E` thus tells whether E epochs are enough:
-`reached >= 0.9` counts as converged.
+training reaches. A run with every phase twice as long (`train.epoch_scale=2`) thus tells whether
+a phase's epochs are enough: `reached >= 0.9` counts as converged.
 
 That reading holds when the learning rate does not depend on the phase's length (the constant
 schedule): epoch E/2 of the long run is then a run of E/2 epochs. An annealed schedule
 (`train.lr_schedule=cosine|poly`) has not yet annealed at epoch E/2, so the value there is not what
 a run of E/2 epochs reaches; the check then takes value(E/2) from a separate run of E/2 epochs with
-otherwise the same settings and seed (`lhl curves LONG --short SHORT`; `make curves` makes both),
-right after each phase (its results.json), and refuses without it.
+otherwise the same settings and seed (E per phase: `train.task_epochs` may give phases their own),
+right after each phase (its results.json): `lhl curves LONG --short SHORT`, and `make curves`
+makes both; without it the check refuses.
 
 Over several seeds (`lhl curves RUN... --short SHORT...`): `curves_over_seeds`.
 """
@@ -27,11 +28,12 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Iterable, List, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
+from lhl.config.epochs import phase_epochs
 from lhl.config.keys import RESUMABLE_CHANGES, flatten
 from lhl.reporting.render import arrow, table
 from lhl.reporting.results import Results
@@ -50,7 +52,7 @@ def load_curves(path: PathLike) -> List[dict]:
         path = path / CURVES_JSON
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no learning curves; run with eval.every_n_epochs=N "
-                                "(e.g. make curves SEQ=<seq> EPOCHS=<2E>)")
+                                "(e.g. make curves SEQ=<seq>)")
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return sorted(rows, key=lambda r: (int(r["phase"]), int(r["epoch"])))
@@ -99,16 +101,17 @@ def _after_phase(short: Results, phase: int) -> Optional[Mapping]:
 
 
 def convergence(rows: Sequence[Mapping], results: Results, short: Optional[Results] = None,
-                short_epochs: Optional[int] = None) -> List[dict]:
+                short_epochs: Optional[Mapping[int, int]] = None) -> List[dict]:
     """One entry per phase and trained task: phase, task, metric (its main one), higher_is_better,
     half_epoch, half, last_epoch, last, reached, converged. With `short` (the results of a separate
-    run of `short_epochs` epochs a phase), value(E/2) is that run's value right after the phase."""
+    run that trains phase i `short_epochs[i]` epochs), value(E/2) is that run's value right after
+    the phase."""
     out = []
     for phase in sorted({int(r["phase"]) for r in rows}):
         mine = {int(r["epoch"]): r for r in rows if int(r["phase"]) == phase}
         last_e = max(mine)
         if short is not None:
-            half_e, half_row = short_epochs, _after_phase(short, phase)
+            half_e, half_row = (short_epochs or {}).get(phase), _after_phase(short, phase)
         else:
             half_e = half_epoch(list(mine))
             half_row = mine.get(half_e)
@@ -124,7 +127,10 @@ def convergence(rows: Sequence[Mapping], results: Results, short: Optional[Resul
     return out
 
 
-#: settings a short run may differ in from the long one besides train.epochs: what a run may change
+#: the settings that set a phase's epochs (`lhl.config.epochs`): the short run differs in them
+_EPOCH_KEYS = ("train.epochs", "train.task_epochs", "train.epoch_scale")
+
+#: settings a short run may differ in from the long one besides its epochs: what a run may change
 #: on resumption (hardware, logging, display), where it ran and whether it validated within phases;
 #: everything else (the seed, the method, the optimiser, the data) must match
 _MAY_DIFFER = RESUMABLE_CHANGES + ("run.name", "run.out_dir", "run.seeds", "eval.every_n_epochs")
@@ -146,24 +152,36 @@ def _differences(first: Path, other: Path, also: tuple = (), label: str = "long 
     """The settings in which run `other` differs from run `first`, besides `_MAY_DIFFER` and `also`,
     as "key: other's (<label> first's)" ('' when none)."""
     a, b = flatten(_config(first)), flatten(_config(other))
-    differ = sorted(k for k in set(a) | set(b) if k not in also and not k.startswith(_MAY_DIFFER) and a.get(k) != b.get(k))
+    differ = sorted(k for k in set(a) | set(b)
+                    if not k.startswith(_MAY_DIFFER + tuple(also)) and a.get(k) != b.get(k))
     shown = ", ".join(f"{k}: {b.get(k)!r} ({label} {a.get(k)!r})" for k in differ[:6])
     return shown + (" ..." if len(differ) > 6 else "")
 
 
-def check_short(long_dir: Path, short_dir: Path) -> int:
-    """The short run's epochs a phase, after checking it is the long run with fewer epochs: the
-    same settings and seed but for where and how it ran (`_MAY_DIFFER`); a ValueError names what differs."""
-    differ = _differences(long_dir, short_dir, ("train.epochs",))
+def check_short(long_dir: Path, short_dir: Path, phases: Mapping[int, Sequence[str]]) -> Dict[int, int]:
+    """{phase: the short run's epochs there} for `phases` ({phase: the tasks it trains}), after
+    checking the short run is the long run with fewer epochs in every phase: the same settings and
+    seed but for its epochs (`_EPOCH_KEYS`) and where and how it ran (`_MAY_DIFFER`); a ValueError
+    names what differs."""
+    differ = _differences(long_dir, short_dir, _EPOCH_KEYS)
     if differ:
         raise ValueError(f"{short_dir}/config.yaml: --short must be the same run with fewer epochs; it "
                          f"differs in {differ}")
-    long, short = flatten(_config(long_dir)), flatten(_config(short_dir))
-    e_long, e_short = int(long["train.epochs"]), int(short["train.epochs"])
-    if not 0 < e_short < e_long:
-        raise ValueError(f"{short_dir}/config.yaml: train.epochs={e_short}; --short needs fewer epochs a "
-                         f"phase than the long run's {e_long}")
-    return e_short
+    long, short = (_config(d).get("train") or {} for d in (long_dir, short_dir))
+    out = {}
+    for phase, tasks in sorted(phases.items()):
+        e_long, e_short = phase_epochs(long, tasks), phase_epochs(short, tasks)
+        if not 0 < e_short < e_long:
+            raise ValueError(f"{short_dir}/config.yaml: phase {phase} ({'+'.join(tasks)}) trains {e_short} "
+                             f"epochs (train.epochs={short.get('epochs')}, task_epochs, epoch_scale); --short "
+                             f"needs fewer epochs in every phase than the long run's {e_long} there")
+        out[int(phase)] = e_short
+    return out
+
+
+def phase_tasks(rows: Sequence[Mapping]) -> Dict[int, List[str]]:
+    """{phase: the tasks it trains} from a run's curve rows."""
+    return {int(r["phase"]): list(r["trained"]) for r in rows}
 
 
 def _f(v, spec: str = ".4f") -> str:
@@ -184,10 +202,10 @@ def curves_markdown(entries: Sequence[Mapping], title: str = "") -> str:
 
 # --- the plot -------------------------------------------------------------------------------------
 def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike,
-                short: Optional[Mapping] = None, short_epochs: Optional[int] = None) -> Path:
+                short: Optional[Mapping] = None, short_epochs: Optional[Mapping[int, int]] = None) -> Path:
     """Per phase, one subplot: the trained task(s)' main metric against epoch, E/2 marked;
-    `short` {(phase, task): value}: a run of `short_epochs` epochs after the phase, drawn as a star
-    at that epoch (which is then the one marked)."""
+    `short` {(phase, task): value}: a run of `short_epochs[phase]` epochs after the phase, drawn as a
+    star at that epoch (which is then the one marked)."""
     from matplotlib.figure import Figure
 
     phases = sorted({int(r["phase"]) for r in rows})
@@ -204,9 +222,9 @@ def plot_curves(rows: Sequence[Mapping], results: Results, path: PathLike,
         for task in mine[-1]["trained"]:
             value = (short or {}).get((phase, task))
             if value is not None:
-                ax.plot([short_epochs], [value], marker="*", markersize=9, linestyle="none", color="black",
-                        label=f"{task}: run of {short_epochs} epochs")
-        half = short_epochs if short is not None else half_epoch(epochs)
+                ax.plot([short_epochs[phase]], [value], marker="*", markersize=9, linestyle="none", color="black",
+                        label=f"{task}: run of {short_epochs[phase]} epochs")
+        half = short_epochs.get(phase) if short is not None else half_epoch(epochs)
         if half is not None:
             ax.axvline(half, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"phase {phase}: train {'+'.join(mine[-1]['trained'])}", fontsize=9)
@@ -234,13 +252,16 @@ def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optio
             "--short <the same run with half the epochs> (make curves makes and passes one)")
     short_results = short_epochs = None
     if short is not None:
-        short_epochs, short_results = check_short(run_dir, Path(short)), Results.load(Path(short))
+        short_epochs = check_short(run_dir, Path(short), phase_tasks(rows))
+        short_results = Results.load(Path(short))
     png = Path(out) if out else run_dir / CURVES_PNG
     entries = convergence(rows, results, short_results, short_epochs)
     md = curves_markdown(entries, str(run_dir) + (f" (E/2: {short})" if short is not None else ""))
     if short is not None:
-        md += (f"\nvalue E/2: {short}, a separate run of {short_epochs} epochs a phase, right after "
-               "each phase (results.json).\n")
+        counts = sorted(set(short_epochs.values()))
+        each = (f"{counts[0]} epochs a phase" if len(counts) == 1 else
+                "phases of " + " / ".join(str(short_epochs[p]) for p in sorted(short_epochs)) + " epochs")
+        md += f"\nvalue E/2: {short}, a separate run of {each}, right after each phase (results.json).\n"
     points = {(e["phase"], e["task"]): e["half"] for e in entries} if short is not None else None
     plot_curves(rows, results, png, points, short_epochs)
     return entries, md, png, atomic_write_text(png.with_suffix(".md"), md)
