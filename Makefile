@@ -33,7 +33,7 @@ RUN_OPTS = seq=$(SEQ) method=$(METHOD) $(call opt,seed,$(SEED)) $(call opt,gpus,
 .PHONY: install experiment compare compare-upgrade paper report curves distill bench bench-e2e slurm test clean-runs help
 
 help:
-	@echo "make install | experiment | compare | compare-upgrade | paper TABLE=main|ablation | report RUN=... [REF=...] | curves SEQ=... [SCALE=2] [SEEDS=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
+	@echo "make install | experiment | compare | compare-upgrade | paper TABLE=main|ablation | report RUN=... [REF=...] | curves SEQ=... [SCALE=2] [ISOLATED=1] [SEEDS=...] | distill | bench | bench-e2e | slurm | test | clean-runs  (see README.md)"
 
 install: $(STAMP)
 
@@ -68,23 +68,28 @@ report: install
 	$(if $(RUN),,$(error make report RUN=<run folder> [REF=<reference run folder>]))
 	$(BIN)/lhl report $(RUN) $(if $(REF),--ref $(REF))
 
-# make curves SEQ=... [SCALE=2] [SEED=0 | SEEDS="0 1 2 3 4"]: per seed, finetune with every phase SCALE
-# times as long as the preset trains it (train.epoch_scale; train.epochs and train.task_epochs both
-# scale), validating every epoch, into $(RUNS_DIR)/curves/<seq>/x<SCALE>/seed<k>, and as the preset
-# into .../x1/seed<k>; then lhl curves: per phase, the trained task's main metric after the preset's
-# phase against the longer run's (>= 90 % reached with SCALE=2: converged; README "Metrics"), over
-# several seeds also its mean and 95 % interval (written to .../x<SCALE>/convergence.md)
+# make curves SEQ=... [SCALE=2] [ISOLATED=1] [SEED=0 | SEEDS="0 1 2 3 4"]: per seed, finetune as the
+# preset into $(RUNS_DIR)/curves/<seq>/x1/seed<k>, and with every phase SCALE times as long
+# (train.epoch_scale; train.epochs and train.task_epochs both scale), validating every epoch, into
+# .../x<SCALE>/seed<k>; ISOLATED=1: each phase of the long run starts from the preset run's network
+# after the phase before (run.phases_start_from), into .../x<SCALE>iso/seed<k>, so that a phase is
+# compared with the same network trained longer on its slice. Then lhl curves: per phase, the
+# trained task's main metric after the preset's phase against the longer run's (>= 90 % reached with
+# SCALE=2: converged; README "Metrics"), over several seeds also its mean and 95 % interval
+# (written to .../x<SCALE>[iso]/convergence.md)
 SCALE ?= 2
+ISOLATED ?=
 CURVES_SEEDS = $(or $(SEEDS),$(or $(SEED),0))
 CURVES_DIR = $(RUNS_DIR)/curves/$(SEQ)
+CURVES_LONG = x$(SCALE)$(if $(ISOLATED),iso)
 curves: install
-	$(if $(SEQ),,$(error make curves SEQ=<sequence> [SCALE=2] [SEED=0 | SEEDS="0 1 2"]))
+	$(if $(SEQ),,$(error make curves SEQ=<sequence> [SCALE=2] [ISOLATED=1] [SEED=0 | SEEDS="0 1 2"]))
 	$(if $(EPOCHS),$(error make curves: EPOCHS= is gone; SCALE=2 (the default) doubles every phase's epochs, train.task_epochs included))
 	set -e; for s in $(CURVES_SEEDS); do \
-	  $(BIN)/lhl run seq=$(SEQ) method=finetune train.epoch_scale=$(SCALE) eval.every_n_epochs=1 seed=$$s run.name=curves/$(SEQ)/x$(SCALE)/seed$$s run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS); \
 	  $(BIN)/lhl run seq=$(SEQ) method=finetune seed=$$s run.name=curves/$(SEQ)/x1/seed$$s run.out_dir=$(RUNS_DIR) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS); \
+	  $(BIN)/lhl run seq=$(SEQ) method=finetune train.epoch_scale=$(SCALE) eval.every_n_epochs=1 seed=$$s run.name=curves/$(SEQ)/$(CURVES_LONG)/seed$$s run.out_dir=$(RUNS_DIR) $(if $(ISOLATED),run.phases_start_from=$(CURVES_DIR)/x1/seed$$s) $(call opt,gpus,$(GPUS)) $(call opt,logger,$(LOGGER)) $(ARGS); \
 	done
-	$(BIN)/lhl curves $(foreach s,$(CURVES_SEEDS),$(CURVES_DIR)/x$(SCALE)/seed$(s)) --short $(foreach s,$(CURVES_SEEDS),$(CURVES_DIR)/x1/seed$(s)) $(if $(word 2,$(CURVES_SEEDS)),--summary $(CURVES_DIR)/x$(SCALE)/convergence.md)
+	$(BIN)/lhl curves $(foreach s,$(CURVES_SEEDS),$(CURVES_DIR)/$(CURVES_LONG)/seed$(s)) --short $(foreach s,$(CURVES_SEEDS),$(CURVES_DIR)/x1/seed$(s)) $(if $(word 2,$(CURVES_SEEDS)),--summary $(CURVES_DIR)/$(CURVES_LONG)/convergence.md)
 
 clean-runs:
 	@if [ -d "$(RUNS_DIR)" ]; then \

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+import lightning.pytorch as pl
 import pytest
+import torch
 
 from conftest import CrashInPhase1, tiny_overrides
 from lhl.cli import main
@@ -262,3 +264,37 @@ def test_a_short_run_is_checked_phase_by_phase_when_phases_train_their_own_epoch
         check_short(long, _epochs_run(tmp_path / "depth16", longer_depth), phases)
     with pytest.raises(ValueError, match=r"train.lr_schedule: 'poly'"):
         check_short(long, _epochs_run(tmp_path / "poly", preset.replace("cosine", "poly")), phases)
+
+
+class _StartWeights(pl.Callback):
+    """The backbone's weights when each phase's fit starts."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def on_fit_start(self, trainer, pl_module):
+        name = trainer.default_root_dir.rsplit("/", 1)[-1]
+        self.seen[name] = {k: v.detach().clone() for k, v in pl_module.network.backbone.state_dict().items()}
+
+
+def test_an_isolated_check_starts_each_phase_from_the_short_runs_network(tmp_path, synth_cache, monkeypatch):
+    """make curves ISOLATED=1: the doubled run's phase 1 starts from the short run's network after
+    phase 0 (not its own, which trained twice as long), and lhl curves accepts the pair."""
+    args = tiny_overrides(tmp_path, synth_cache, **{
+        "method": "finetune", "sequence.tasks": "[semantic,depth]", "model.backbone": "resnet10t",
+        "train.max_steps": -1, "eval.gallery_samples": 0, "logger": "none"})
+    short = run(load_config([], args + ["run.name=x1"]))
+    probe = _StartWeights()
+    real = runner_mod.phase_trainer
+    monkeypatch.setattr(runner_mod, "phase_trainer", lambda cfg, phase, n, root, logger, extra=(): real(
+        cfg, phase, n, root, logger, [*extra, probe]))
+    long = run(load_config([], args + ["run.name=x2iso", "train.epoch_scale=2", "eval.every_n_epochs=1",
+                                       f"run.phases_start_from={short}"]))
+    short0, long0 = (torch.load(d / "phase_0" / "phase.ckpt", map_location="cpu", weights_only=False)["network"]
+                     for d in (short, long))
+    for key, value in probe.seen["phase_1"].items():
+        assert torch.equal(value, short0["backbone." + key]), key
+    assert any(not torch.equal(short0[k], v) for k, v in long0.items())  # its own phase 0 trained longer
+    assert main(["curves", str(long), "--short", str(short)]) == 0
+    with pytest.raises(FileNotFoundError, match=r"run.phases_start_from=.*nowhere: no finished lhl run there"):
+        run(load_config([], args + ["run.name=bad", f"run.phases_start_from={tmp_path / 'nowhere'}"]))

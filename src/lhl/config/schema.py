@@ -18,6 +18,9 @@ class RunConfig:
     method_tag: Optional[str] = None  # the method preset's name (had_faithful); default method.name
     # the seeds `lhl compare` / `lhl paper` run when given no seeds= (a benchmark preset's count)
     seeds: Optional[List[int]] = None
+    # a run folder: every phase after the first starts from that run's network after the phase
+    # before, not from this run's own (make curves ISOLATED=1: each phase doubled from the same start)
+    phases_start_from: Optional[str] = None
 
 
 @dataclass

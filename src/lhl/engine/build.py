@@ -28,6 +28,23 @@ def run_folder_of(cfg: DictConfig) -> RunFolder:
     return RunFolder(Path(cfg.run.out_dir) / name)
 
 
+def phases_start_from(cfg: DictConfig) -> Optional[RunFolder]:
+    """`run.phases_start_from`: the run folder whose network after phase i-1 starts phase i (i >= 1)
+    of this run, checked to hold a run; None when unset."""
+    where = cfg.run.get("phases_start_from")
+    if where is None:
+        return None
+    folder = RunFolder(Path(str(where)))
+    if not (folder.config.is_file() and folder.results_json.is_file()):
+        raise FileNotFoundError(f"run.phases_start_from={where}: no finished lhl run there (its config.yaml "
+                                "and results.json are missing); fix: give the folder of a run of the same "
+                                "sequence (make curves ISOLATED=1 makes it first)")
+    if cfg.model.get("upgrade_at") is not None:
+        raise ValueError("run.phases_start_from with model.upgrade_at: a phase cannot both start from another "
+                         "run's network and upgrade its architecture; fix: unset one of them")
+    return folder
+
+
 def build_specs(cfg: DictConfig) -> Dict[str, TaskSpec]:
     """The sequence's task types, in its order."""
     return {t: build_task(kind, t, ch) for t, (kind, ch) in sequence_tasks(cfg).items()}

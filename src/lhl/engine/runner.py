@@ -24,11 +24,14 @@ from lhl.config.resolve import check_processes
 from lhl.core.io import atomic_write_text
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.data.protocol import Phase, phase_seed
-from lhl.engine.build import build_method, build_network, build_plan, build_specs, run_folder_of
+from lhl.engine.build import (
+    build_method, build_network, build_plan, build_specs, phases_start_from, run_folder_of,
+)
 from lhl.engine.lifelong_module import LifelongModule
 from lhl.engine.loggers import build_loggers
 from lhl.engine.phase_trainer import phase_trainer
 from lhl.engine.requeue import RequeueCallback, Requeued, RequeueSignal
+from lhl.engine.run_folder import RunFolder
 from lhl.engine.run_identity import check_same_run
 from lhl.engine.timing import PhaseTimings, StepClock
 from lhl.engine.upgrade import (
@@ -47,6 +50,9 @@ class PhaseRunner:
     def __init__(self, cfg: DictConfig):
         self.cfg = resolve(cfg)
         self.folder = run_folder_of(cfg)
+        #: run.phases_start_from: every phase after the first starts from this run's network after
+        #: the phase before (make curves ISOLATED=1), not from this run's own
+        self.start_from = phases_start_from(cfg)
         self.specs = build_specs(cfg)
         self.method = build_method(cfg, self.specs)
         self.plan: List[Phase] = build_plan(self.method, self.specs, cfg.model.get("upgrade_at"))
@@ -111,6 +117,8 @@ class PhaseRunner:
                 continue
             if network is None or phase.fresh_model:
                 network = self._start_network(phase, done)
+            elif self.start_from is not None:
+                network = self._network_from(self.start_from, phase.index - 1)
             clock = StepClock()
             with self.timings.measure(phase.index, "fit"):
                 module, trainer = self._fit_phase(phase, network, dm, clock)
@@ -137,17 +145,22 @@ class PhaseRunner:
         pl.seed_everything(phase_seed(int(self.cfg.run.seed), -1), workers=True, verbose=False)
         last = earlier[-1].index if earlier else None
         self.global_step = self.folder.last_step(last)
+        if phase.index > 0 and self.start_from is not None and not phase.fresh_model:
+            return self._network_from(self.start_from, phase.index - 1)
         if last is None or phase.fresh_model:
-            network = build_network(self.cfg)
-        else:
-            blob = self.folder.load_phase(last)
-            network = build_architecture(
-                self.cfg, checked_architecture(self.cfg, blob, last, self.folder.phase_ckpt(last)))
-            for name, (kind, ch) in blob["heads"].items():
-                network.add_head(build_task(kind, name, ch))
-            network.load_state_dict(blob["network"])
-            self.method.load_state_dict(blob["method_state"])
-            log.info("resumed after phase %d from %s", last, self.folder.phase_dir(last))
+            return build_network(self.cfg)
+        network = self._network_from(self.folder, last)
+        log.info("resumed after phase %d from %s", last, self.folder.phase_dir(last))
+        return network
+
+    def _network_from(self, folder: RunFolder, index: int) -> MultiHeadPredictor:
+        """The network (and the method's state) saved after phase `index` in `folder`."""
+        blob = folder.load_phase(index)
+        network = build_architecture(self.cfg, checked_architecture(self.cfg, blob, index, folder.phase_ckpt(index)))
+        for name, (kind, ch) in blob["heads"].items():
+            network.add_head(build_task(kind, name, ch))
+        network.load_state_dict(blob["network"])
+        self.method.load_state_dict(blob["method_state"])
         return network
 
     def _fit_phase(self, phase: Phase, network: MultiHeadPredictor, dm: LifelongDataModule, clock: StepClock):

@@ -131,9 +131,11 @@ def convergence(rows: Sequence[Mapping], results: Results, short: Optional[Resul
 _EPOCH_KEYS = ("train.epochs", "train.task_epochs", "train.epoch_scale")
 
 #: settings a short run may differ in from the long one besides its epochs: what a run may change
-#: on resumption (hardware, logging, display), where it ran and whether it validated within phases;
-#: everything else (the seed, the method, the optimiser, the data) must match
-_MAY_DIFFER = RESUMABLE_CHANGES + ("run.name", "run.out_dir", "run.seeds", "eval.every_n_epochs")
+#: on resumption (hardware, logging, display), where it ran, where its phases started (the long run
+#: of an isolated check starts each phase from the short run's network) and whether it validated
+#: within phases; everything else (the seed, the method, the optimiser, the data) must match
+_MAY_DIFFER = RESUMABLE_CHANGES + (
+    "run.name", "run.out_dir", "run.seeds", "run.phases_start_from", "eval.every_n_epochs")
 
 
 def _config(run_dir: Path) -> dict:
