@@ -11,7 +11,10 @@ from lhl.config.compose import ConfigError
 
 
 def _get(train, key, default=None):
-    return train.get(key, default) if isinstance(train, Mapping) or OmegaConf.is_config(train) else getattr(train, key, default)
+    """A key of a train config given as a DictConfig, a dict or the schema's dataclass."""
+    if isinstance(train, Mapping) or OmegaConf.is_config(train):
+        return train.get(key, default)
+    return getattr(train, key, default)
 
 
 def phase_epochs(train, tasks: Sequence[str]) -> int:
