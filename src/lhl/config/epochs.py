@@ -5,23 +5,17 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lhl.config.compose import ConfigError
 
 
-def _get(train, key, default=None):
-    """A key of a train config given as a DictConfig, a dict or the schema's dataclass."""
-    if isinstance(train, Mapping) or OmegaConf.is_config(train):
-        return train.get(key, default)
-    return getattr(train, key, default)
-
-
-def phase_epochs(train, tasks: Sequence[str]) -> int:
-    """The epochs of a phase that trains `tasks`, from a train config (DictConfig or plain dict)."""
-    own = _get(train, "task_epochs") or {}
-    epochs = max([int(own[t]) for t in tasks if t in own] or [int(_get(train, "epochs"))])
-    return epochs * int(_get(train, "epoch_scale", 1) or 1)
+def phase_epochs(train: Mapping, tasks: Sequence[str]) -> int:
+    """The epochs of a phase that trains `tasks`, from a train section (a DictConfig, or the plain
+    dict of a run folder's config.yaml)."""
+    own = train.get("task_epochs") or {}
+    epochs = max([int(own[t]) for t in tasks if t in own] or [int(train.get("epochs"))])
+    return epochs * int(train.get("epoch_scale") or 1)
 
 
 def check_epochs(cfg: DictConfig) -> None:
@@ -35,7 +29,7 @@ def check_epochs(cfg: DictConfig) -> None:
             raise ConfigError(f"train.task_epochs.{task}: '{task}' is no task of dataset '{cfg.data.dataset}' "
                               f"({offered}); fix: key task_epochs by a task of the sequence "
                               f"({list(cfg.sequence.tasks)})")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if int(n) < 1:  # the schema has made it an int
             raise ConfigError(f"train.task_epochs.{task}={n!r}: give a whole number of epochs >= 1")
     for key in ("epochs", "epoch_scale"):
         if int(cfg.train.get(key, 1)) < 1:

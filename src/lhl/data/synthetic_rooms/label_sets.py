@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import Dict, Tuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -37,9 +36,9 @@ _MERGED_7 = {
 }
 
 #: {number of classes: (class names, lookup from the 13 drawn classes' ids to this set's ids)}
-LABEL_SETS: Dict[int, Tuple[Tuple[str, ...], np.ndarray]] = {
-    13: (CLASSES, np.arange(len(CLASSES), dtype=np.int64)),
-    7: (COARSE_7, np.array([COARSE_7.index(_MERGED_7[c]) for c in CLASSES], dtype=np.int64)),
+LABEL_SETS: Dict[int, Tuple[Tuple[str, ...], Tensor]] = {
+    13: (CLASSES, torch.arange(len(CLASSES))),
+    7: (COARSE_7, torch.tensor([COARSE_7.index(_MERGED_7[c]) for c in CLASSES])),
 }
 
 
@@ -55,5 +54,5 @@ def relabel(label: Tensor, classes: int) -> Tensor:
     """A label map of the 13 drawn classes (int64, -1 = void) in the `classes` set (void stays -1)."""
     if check_classes(classes) == len(CLASSES):
         return label
-    lookup = torch.as_tensor(LABEL_SETS[classes][1], device=label.device)
+    lookup = LABEL_SETS[classes][1].to(label.device)
     return torch.where(label >= 0, lookup[label.clamp(min=0)], label)
