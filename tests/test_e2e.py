@@ -10,6 +10,7 @@ import torch
 from conftest import tiny_overrides
 from lhl.cli import main
 from lhl.config import load_config
+from lhl.core.machine import machine_info
 from lhl.reporting.results import Results
 from lhl.engine.runner import run
 
@@ -32,6 +33,8 @@ def test_had_sequence_writes_everything(tmp_path, synth_cache):
     assert m["semantic"]["miou"] == pytest.approx(sum(present) / len(present), abs=1e-6)
     for name in ["results.json", "results.md", "config.yaml", "forgetting.png"]:
         assert (run_dir / name).is_file(), name
+    # what made it: one machine for the three phases, this process's CPU capability and threads
+    assert res.machines == [machine_info("cpu")] and "Made on: " in (run_dir / "results.md").read_text()
     for i in range(3):
         assert (run_dir / f"phase_{i}" / "phase.ckpt").is_file()
         assert (run_dir / f"phase_{i}" / "gallery.png").stat().st_size > 1000

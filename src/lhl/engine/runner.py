@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from lhl.config import resolve, to_yaml
 from lhl.config.resolve import check_processes
 from lhl.core.io import atomic_write_text
+from lhl.core.machine import machine_info
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.data.protocol import Phase, phase_seed
 from lhl.engine.build import (
@@ -234,6 +235,7 @@ class PhaseRunner:
 
         metrics = module.last_eval
         results.add_phase(phase.index, list(phase.train_tasks), metrics, module.last_details)
+        results.note_machine(machine_info(module.device))
         results.save(self.folder.root)
         if self.cfg.eval.get("every_n_epochs"):  # the phase's learning curve; a re-run phase replaces its rows
             save_phase_curve(self.folder.curves_json, phase.index, module.curve)

@@ -98,6 +98,10 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
     for n, p in paired_deltas(methods).items():
         methods[n]["paired_delta"] = p
 
+    every_run = {str(Path(d).resolve()): r for m, rs in runs.items() for d, r in zip(run_dirs_by_method[m], rs)}
+    for d, r in zip(ref_dirs, ref_runs):
+        every_run.setdefault(str(Path(d).resolve()), r)  # the reference's runs, once when also a method
     obj = {"tasks": tasks, "directions": directions, "main_metric": mains, "methods": methods,
+           "machines": [r.machines for r in every_run.values()],
            "reference": None if ref_final is None else {"runs": [str(d) for d in ref_dirs], "final": ref_final}}
     return compare_markdown(obj), obj

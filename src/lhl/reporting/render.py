@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from lhl.core.machine import machine_label, machines_note
+
 if TYPE_CHECKING:
     from lhl.reporting.results import Metrics, Results
 
@@ -89,10 +91,17 @@ def class_iou_tables(results: "Results") -> List[str]:
     return lines
 
 
+def made_on(results: "Results") -> List[str]:
+    """`Made on: <machine>` (several when a resume moved the run), or nothing for older runs."""
+    if not results.machines:
+        return []
+    return ["Made on: " + "; ".join(machine_label(m) for m in results.machines), ""]
+
+
 def render_markdown(results: "Results") -> str:
     """Per phase every seen task's metrics, then the main-metric matrix (phases x tasks) and the
     final row."""
-    lines = [_title(results), ""]
+    lines = [_title(results), ""] + made_on(results)
     for p in results.phases:
         lines += [f"## Phase {p['phase']} (trained: {', '.join(p['trained'])})", ""]
         lines += _metrics_table(results, p["metrics"]) + [""]
@@ -115,7 +124,7 @@ def render_markdown(results: "Results") -> str:
 
 def report_markdown(results: "Results", data: dict, ref_name: Optional[str]) -> str:
     """The report of one run from `scores.report_data`: final metrics, Δ vs `ref_name`, forgetting."""
-    lines = [_title(results), "", "## Final metrics", ""]
+    lines = [_title(results), ""] + made_on(results) + ["## Final metrics", ""]
     lines += _metrics_table(results, data["final"]) + [""]
     if "delta" in data:
         lines += [f"## Δ vs {ref_name}", "", f"**Δ = {data['delta']:+.2f}%** (> 0: better than the reference)", ""]
@@ -161,6 +170,8 @@ def compare_markdown(obj: dict) -> str:
     """The comparison of `aggregate.compare`: per task a table of methods, then Δ and forgetting."""
     methods = obj["methods"]
     lines = ["# Comparison (mean ± std over seeds, after the last phase)", ""]
+    if "machines" in obj:
+        lines += machines_note(obj["machines"])
     for t in obj["tasks"]:
         directions = obj["directions"].get(t, {})
         metrics = list(directions) or sorted({m for e in methods.values() for m in e["final"].get(t, {})})

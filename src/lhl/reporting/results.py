@@ -73,6 +73,18 @@ class Results:
             if t not in self.meta["tasks"]:
                 self.meta["tasks"].append(t)
 
+    def note_machine(self, info: Mapping) -> None:
+        """Add `info` (`lhl.core.machine.machine_info`) to `meta["machines"]` unless already there:
+        one entry for a run made on one machine, more when a resume moved it."""
+        machines = self.meta.setdefault("machines", [])
+        if dict(info) not in machines:
+            machines.append(dict(info))
+
+    @property
+    def machines(self) -> List[dict]:
+        """The machines that made this run's phases (empty for runs recorded before lhl noted them)."""
+        return list(self.meta.get("machines", []))
+
     # --- access ---------------------------------------------------------------------------
     @property
     def tasks(self) -> List[str]:

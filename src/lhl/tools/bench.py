@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Dict, List
 import torch
 from omegaconf import OmegaConf
 
+from lhl.core.machine import machine_info
 from lhl.config import Config
 from lhl.core.io import atomic_write_json
 from lhl.methods import METHODS
@@ -98,9 +98,7 @@ def run_bench(args) -> Dict:
     device = torch.device(args.device)
     out: Dict = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **machine_info(device),  # device, cpu_capability, threads, torch
         "setting": {k: v for k, v in vars(args).items() if k != "out"},
         "methods": {},
         "old_heads": {},

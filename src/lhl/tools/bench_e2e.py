@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import platform
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Dict, List
 
 import torch
 
+from lhl.core.machine import machine_info
 from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.core.io import atomic_write_json
@@ -108,8 +108,7 @@ def cli(argv: List[str]) -> int:
               f"{r['overhead_s']:.1f} s fixed costs outside steps and evaluation)", flush=True)
     result = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": torch.cuda.get_device_name() if device == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__,
+        **machine_info(device),  # device, cpu_capability, threads, torch
         "setting": {"seq": args.seq, "method": args.method, "size": args.size, "data": data or "the preset's",
                     "overrides": args.overrides},
         "runs": runs,
