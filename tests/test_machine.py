@@ -3,9 +3,9 @@
 import torch
 
 from lhl.core import machine
-from lhl.core.machine import cpu_name, device_name, machine_info, machine_label, machines_note
+from lhl.core.machine import cpu_name, device_name, machine_info, machine_label
 from lhl.reporting.aggregate import compare
-from lhl.reporting.render import render_markdown
+from lhl.reporting.render import machines_note, render_markdown
 from lhl.reporting.results import Results
 from lhl.tasks.depth import DepthTask
 

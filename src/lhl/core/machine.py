@@ -3,12 +3,12 @@ instruction set torch dispatches to (`torch.backends.cpu.get_cpu_capability()`: 
 and the thread count pick the kernels and the order of their sums, so the same run on two CPU kinds
 differs in rounding, and over a whole lifelong sequence the rounding grows into different results.
 Run folders (`results.json` meta `machines`), `lhl compare` and the benchmarks record this, so a
-table says when its rows came from different machines."""
+table says when its rows came from different machines (`reporting.render.machines_note`)."""
 from __future__ import annotations
 
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Union
+from typing import TYPE_CHECKING, Dict, Optional, Union
 
 if TYPE_CHECKING:
     import torch
@@ -54,20 +54,3 @@ def machine_label(info: Dict[str, object]) -> str:
     return (f"{info.get('device', '?')} ({info.get('cpu_capability', '?')}), "
             f"{info.get('threads', '?')} thread(s), torch {info.get('torch', '?')}")
 
-
-def machines_note(machines: Iterable[Optional[List[dict]]]) -> List[str]:
-    """Markdown lines saying what a table's runs were made on: one machine, several (then a warning
-    that their rows differ in rounding as well as in method), and how many runs did not record it."""
-    machines = list(machines)
-    labels = sorted({machine_label(m) for ms in machines for m in (ms or [])})
-    unknown = sum(1 for ms in machines if not ms)
-    lines = []
-    if len(labels) == 1:
-        lines.append(f"Made on: {labels[0]}.")
-    elif labels:
-        lines.append(f"Made on {len(labels)} machine setups: " + "; ".join(labels) + ". Runs made on different "
-                     "CPU capabilities or thread counts differ in rounding, which a lifelong sequence grows "
-                     "into different results: compare rows made on one.")
-    if unknown:
-        lines.append(f"{unknown} run(s) of {len(machines)} did not record their machine (made before lhl noted it).")
-    return lines + [""] if lines else []

@@ -55,7 +55,7 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
     ref_dirs = _reference_dirs(run_dirs_by_method, ref)
     ref_final, ref_runs = None, [Results.load(d) for d in ref_dirs]
     if ref_dirs:
-        ref_stats = _nested_stats([final_metrics(Results.load(d)) for d in ref_dirs])
+        ref_stats = _nested_stats([final_metrics(r) for r in ref_runs])
         ref_final = {t: {m: s["mean"] for m, s in ms.items()} for t, ms in ref_stats.items()}
 
     first = next(iter(runs.values()))[0]

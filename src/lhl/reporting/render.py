@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from lhl.core.machine import machine_label, machines_note
+from lhl.core.machine import machine_label
 
 if TYPE_CHECKING:
     from lhl.reporting.results import Metrics, Results
@@ -96,6 +96,24 @@ def made_on(results: "Results") -> List[str]:
     if not results.machines:
         return []
     return ["Made on: " + "; ".join(machine_label(m) for m in results.machines), ""]
+
+
+def machines_note(machines: Iterable[Optional[List[dict]]]) -> List[str]:
+    """Markdown lines saying what a table's runs were made on: one machine, several (then a warning
+    that their rows differ in rounding as well as in method), and how many runs did not record it."""
+    machines = list(machines)
+    labels = sorted({machine_label(m) for ms in machines for m in (ms or [])})
+    unknown = sum(1 for ms in machines if not ms)
+    lines = []
+    if len(labels) == 1:
+        lines.append(f"Made on: {labels[0]}.")
+    elif labels:
+        lines.append(f"Made on {len(labels)} machine setups: " + "; ".join(labels) + ". Runs made on different "
+                     "CPU capabilities or thread counts differ in rounding, which a lifelong sequence grows "
+                     "into different results: compare rows made on one.")
+    if unknown:
+        lines.append(f"{unknown} run(s) of {len(machines)} did not record their machine (made before lhl noted it).")
+    return lines + [""] if lines else []
 
 
 def render_markdown(results: "Results") -> str:

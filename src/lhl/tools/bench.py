@@ -17,9 +17,9 @@ from typing import Dict, List
 import torch
 from omegaconf import OmegaConf
 
-from lhl.core.machine import machine_info
 from lhl.config import Config
 from lhl.core.io import atomic_write_json
+from lhl.core.machine import machine_info
 from lhl.methods import METHODS
 from lhl.data.protocol import Phase
 from lhl.models import MultiHeadPredictor
