@@ -13,6 +13,7 @@ networks' encoder stages to the method.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import lightning.pytorch as pl
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from lhl.core.optim import build_optimizer, phase_schedule
 from lhl.core.rng import rng_states, set_rng_states
 from lhl.data.protocol import Phase
+from lhl.engine.nonfinite import NonFiniteWatch
 from lhl.methods.base import Method, Step
 from lhl.models import MultiHeadPredictor
 from lhl.models.frozen import freeze_copy, hold_outside
@@ -50,6 +52,7 @@ class LifelongModule(pl.LightningModule):
         self._fit_rng = None  # the RNG states an in-fit validation gives back (on_validation_end)
         self.phase_ended = False  # set when the method's end-of-phase estimates ran
         self._unobserved = False
+        self._nonfinite = NonFiniteWatch()
         hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
         hold_outside(self, "_teacher", None)
         hold_outside(self, "_teacher_fn", None)
@@ -100,13 +103,9 @@ class LifelongModule(pl.LightningModule):
         # checked on the steps the loggers write, where the logged values are read from the device
         # anyway: a per-step check would add a host-device sync to every GPU step
         writes_logs = self._writes_logs()
-        if writes_logs and not torch.isfinite(loss):
-            values = ", ".join(f"{k}={float(v):.4g}" for k, v in logs.items())
-            raise FloatingPointError(
-                f"non-finite loss at phase {self.phase.index}, step {self.global_step} "
-                f"(method '{type(self.method).__name__}'): {values}. Lower train.lr, check the "
-                "labels of the batch for NaN/inf, or use train.gradient_clip_val."
-            )
+        self._nonfinite.observe(terms, loss, self.global_step)  # device ops only (lhl.engine.nonfinite)
+        if writes_logs:
+            self.check_finite("on a logged step")
         self._unobserved = True  # observe_batch shows this batch to the method after the step
         if writes_logs:
             logs["loss/total"] = loss.detach()
@@ -114,6 +113,12 @@ class LifelongModule(pl.LightningModule):
             self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
             self.log("step_global", float(self.step_offset + self.global_step), on_step=True, on_epoch=False)
         return loss
+
+    def check_finite(self, where: str) -> None:
+        """Raise `NonFiniteLoss` (step, phase, term) if any step of this phase had a non-finite loss."""
+        trainer = self._trainer
+        folder = Path(trainer.default_root_dir) if trainer is not None else None
+        self._nonfinite.check(self.phase.index, type(self.method).__name__, where, folder, self.step_offset)
 
     def _writes_logs(self) -> bool:
         """Whether the loggers write this step's values (every `train.log_every_n_steps`-th step,
@@ -171,6 +176,7 @@ class LifelongModule(pl.LightningModule):
         moves the network to the CPU, with the phase's own (sharded) train loader."""
         dm = self.trainer.datamodule
         loader = dm.train_dataloader() if dm is not None else self.trainer.train_dataloader
+        self.check_finite("at the end of the phase's training, before phase.ckpt")
         self.method.on_phase_end(self.phase, self.network, loader)
         self.phase_ended = True
 
@@ -222,6 +228,7 @@ class LifelongModule(pl.LightningModule):
 
     # --- mid-phase checkpoints (SLURM requeue) ---------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.check_finite("before a mid-phase checkpoint was written (it was not)")
         checkpoint["lhl"] = {
             "heads": {n: (s.kind, s.channels) for n, s in self.network.specs.items()},
             "architecture": self.network.architecture,
