@@ -104,6 +104,7 @@ def run_main(argv: List[str]) -> int:
     from lhl.reporting.render import render_markdown
     from lhl.reporting.results import Results
     from lhl.engine.requeue import Requeued
+    from lhl.core.errors import USER_ERRORS
 
     done = []
     for cfg in configs:
@@ -112,6 +113,10 @@ def run_main(argv: List[str]) -> int:
         except Requeued as stop:  # SLURM restarts the job; the finished work is saved
             print(f"lhl run: {stop}; stopping (exit 0)", flush=True)
             return 0
+        except Exception as err:  # a failure while running: its traceback also goes to the run's log
+            if not isinstance(err, USER_ERRORS):
+                run_folder_of(cfg).log_failure(err)
+            raise
         done.append(run_dir)
         if rank_zero_only.rank == 0:  # every DDP rank returns here: print once
             print("\n" + render_markdown(Results.load(run_dir)))
@@ -167,13 +172,12 @@ def main(argv: List[str] | None = None) -> int:
     else:
         print(f"lhl: unknown command '{cmd}'\n\n{USAGE}", file=sys.stderr)
         return 2
-    from lhl.config import ConfigError
+    from lhl.core.errors import USER_ERRORS
 
     try:
         return int(_resolve(target)(rest) or 0)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError, ImportError) as err:
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"lhl {cmd}: error: {msg}", file=sys.stderr)
+    except USER_ERRORS as err:  # what the user typed or pointed at: one line; anything else keeps its traceback
+        print(f"lhl {cmd}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -17,10 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from lhl.config.schema import Config
+from lhl.core.errors import UsageError
 from lhl.core.optim import SCHEDULES
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config problem, with the file, the key and the fix in its message."""
 
 

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from lhl.config.resolve import checked_options, dataset_options, per_process_batch
 from lhl.core.distributed import rank_and_world
+from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase, phase_seed, phase_slices
 from lhl.data.resumable import ResumableLoader
 from lhl.tasks.base import TaskSpec
@@ -95,7 +96,7 @@ class LifelongDataModule(pl.LightningDataModule):
         batch = per_process_batch(self.cfg, world)
         seed = phase_seed(self.seed, 1000 + self.phase.index)
         if len(ds) < batch * world and self.cfg.drop_last:
-            raise ValueError(
+            raise UsageError(
                 f"data.batch_size={batch} per process: phase {self.phase.index} has only "
                 f"{len(ds)} train samples for {world} process(es), so drop_last leaves no batch; "
                 "lower data.batch_size (or data.global_batch_size) or set data.drop_last=false"

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from lhl.core.errors import MissingInput
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.distill.methods import label
 from lhl.distill.seeds import ALONE, parse_seeds, percent, read_seed_results
@@ -27,7 +28,7 @@ def _seed_rows(out_dir: Path, name: str) -> Dict[int, Dict]:
     """{seed: results.json} of every `name_seed<k>` folder; an error naming the command when none."""
     found = read_seed_results(out_dir, name)
     if not found:
-        raise FileNotFoundError(f"{out_dir}: no {name}_seed<k>/results.json (run lhl distill --seeds ... --name {name})")
+        raise MissingInput(f"{out_dir}: no {name}_seed<k>/results.json (run lhl distill --seeds ... --name {name})")
     return found
 
 

@@ -8,8 +8,9 @@ from typing import Dict, List, Optional
 import torch
 from omegaconf import DictConfig
 
-from lhl.config import method_tag
+from lhl.config import ConfigError, method_tag
 from lhl.config.resolve import method_options, sequence_tasks, timm_kwargs
+from lhl.core.errors import MissingInput
 from lhl.data.protocol import Phase, resolve_plan
 from lhl.engine.run_folder import RunFolder
 from lhl.engine.run_identity import config_key, results_overrides
@@ -36,11 +37,11 @@ def phases_start_from(cfg: DictConfig) -> Optional[RunFolder]:
         return None
     folder = RunFolder(Path(str(where)))
     if not (folder.config.is_file() and folder.results_json.is_file()):
-        raise FileNotFoundError(f"run.phases_start_from={where}: no finished lhl run there (its config.yaml "
+        raise MissingInput(f"run.phases_start_from={where}: no finished lhl run there (its config.yaml "
                                 "and results.json are missing); fix: give the folder of a run of the same "
                                 "sequence (make curves ISOLATED=1 makes it first)")
     if cfg.model.get("upgrade_at") is not None:
-        raise ValueError("run.phases_start_from with model.upgrade_at: a phase cannot both start from another "
+        raise ConfigError("run.phases_start_from with model.upgrade_at: a phase cannot both start from another "
                          "run's network and upgrade its architecture; fix: unset one of them")
     return folder
 

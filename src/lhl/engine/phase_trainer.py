@@ -10,6 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.config.epochs import phase_epochs
+from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase
 from lhl.engine.mid_phase import mid_phase_checkpoint
 from lhl.engine.progress import PhaseProgressBar
@@ -42,7 +43,7 @@ def val_every(cfg: DictConfig) -> int:
     if n is None:
         return 10**9
     if int(n) < 1:
-        raise ValueError(f"eval.every_n_epochs={n}: give a number of epochs >= 1, or null (no learning curves)")
+        raise UsageError(f"eval.every_n_epochs={n}: give a number of epochs >= 1, or null (no learning curves)")
     return int(n)
 
 

@@ -10,12 +10,16 @@
 <root>/phase_<i>/requeue.ckpt      the SLURM requeue checkpoint of an unfinished phase (SIGUSR1)
 <root>/phase_<i>/last.ckpt         the periodic mid-phase checkpoint of an unfinished phase
 <root>/phase_<i>/hpc_ckpt_*.ckpt   Lightning's own SLURM checkpoints (older lhl versions; removed)
+<root>/run.log                     the traceback of every failed attempt (lhl run)
 <root>/wandb_run_id.txt            the W&B run id: a requeued or resumed sequence continues that run
 <root>/logs/phase_<i>/metrics.csv  the CSV log of phase i (tb/ for TensorBoard)
 ```
 """
 from __future__ import annotations
 
+import os
+import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -59,6 +63,22 @@ class RunFolder:
 
     def hpc_checkpoints(self, index: int):
         return sorted(self.phase_dir(index).glob("hpc_ckpt_*.ckpt"))
+
+    @property
+    def log(self) -> Path:
+        return self.root / "run.log"
+
+    def log_failure(self, err: BaseException) -> Optional[Path]:
+        """Append `err`'s traceback (with the time and the process's rank) to `run.log`, when the
+        run folder exists (a failure before it is made has only the terminal's copy)."""
+        if not self.root.is_dir():
+            return None
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+        text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+        with self.log.open("a", encoding="utf-8") as f:
+            f.write(f"--- {stamp} rank {rank}: lhl run failed\n{text}")
+        return self.log
 
     @property
     def wandb_run_id(self) -> Path:

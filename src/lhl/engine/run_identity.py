@@ -18,6 +18,7 @@ from typing import Any, Dict
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from lhl.core.errors import UsageError
 from lhl.config import Config, experiments_dir, method_tag
 from lhl.config.keys import RESUMABLE_CHANGES, flatten
 
@@ -53,7 +54,7 @@ def check_same_run(run_dir: Path, cfg: DictConfig) -> None:
         before = old.get(key, defaults.get(key))
         if key.startswith(RESUMABLE_CHANGES) or before == new.get(key):
             continue
-        raise ValueError(
+        raise UsageError(
             f"{path}: this run folder was made with {key}={before!r}, not {new.get(key)!r}. "
             "Use another run.name / run.out_dir, set the old value, or delete the folder to start over."
         )
@@ -119,7 +120,7 @@ def record_overrides(run_dir: Path, cfg: DictConfig) -> None:
     if path.is_file():
         before = yaml.safe_load(path.read_text()) or {}
         if json.dumps(before, sort_keys=True, default=str) != json.dumps(overrides, sort_keys=True, default=str):
-            raise ValueError(f"{path} records other overrides ({before}) than this run's ({overrides}); "
+            raise UsageError(f"{path} records other overrides ({before}) than this run's ({overrides}); "
                              "set run.name to choose a folder")
         return
     from lhl.core.io import atomic_write_text

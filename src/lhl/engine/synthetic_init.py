@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lhl.config.resolve import timm_kwargs
+from lhl.core.errors import UsageError
 from lhl.core.io import atomic_torch_save
 from lhl.data.synthetic_rooms.materials import MATERIALS
 from lhl.data.synthetic_rooms.writer import GENERATOR_VERSION, cache_home, generate_sample
@@ -144,10 +145,10 @@ def apply_init(net, cfg, log=print) -> None:
     """Load the backbone weights `model.init` names into `net.backbone` (scratch: nothing)."""
     init = str(cfg.model.get("init", "scratch"))
     if init not in INITS:
-        raise ValueError(f"model.init={init!r}: choose one of {', '.join(INITS)}")
+        raise UsageError(f"model.init={init!r}: choose one of {', '.join(INITS)}")
     if init == "scratch":
         return
     if cfg.model.pretrained:
-        raise ValueError("model.init=synthetic_pretrained and model.pretrained=true both set the backbone's "
+        raise UsageError("model.init=synthetic_pretrained and model.pretrained=true both set the backbone's "
                          "weights; fix: set model.pretrained=false (or model.init=scratch for ImageNet weights)")
     net.backbone.load_state_dict(synthetic_pretrained_state(cfg.model, init_size(cfg), log=log))

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from lhl.config.resolve import timm_kwargs
 from lhl.config.upgrade import upgrade_encoder
+from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase
 from lhl.engine.build import build_network
 from lhl.methods.base import Method
@@ -86,7 +87,7 @@ def check_upgrade_networks(cfg: DictConfig, method: Method) -> None:
             kwargs = timm_kwargs(m) if key == "model.backbone" else None  # they describe model.backbone only
             encoders[key] = Backbone(name, False, m.output_stride, m.zero_init_last, kwargs)
         except ValueError as err:
-            raise ValueError(f"{key}='{name}': {err}") from None
+            raise UsageError(f"{key}='{name}': {err}") from None
     o = upgrade_settings(method.opts)
     if method.uses_teacher and o.upgrade_feature_kd and o.upgrade_old_heads == "distill":
         for key, enc in encoders.items():

@@ -6,6 +6,7 @@ import statistics
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
+from lhl.core.errors import UsageError
 from lhl.reporting.paired import paired_deltas
 from lhl.reporting.render import compare_markdown
 from lhl.reporting.results import Metrics, PathLike, Results
@@ -51,7 +52,7 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
     runs = {m: [Results.load(d) for d in dirs] for m, dirs in run_dirs_by_method.items()}
     empty = [m for m, rs in runs.items() if not rs]
     if empty:
-        raise ValueError(f"compare: no run folders given for method(s) {empty}")
+        raise UsageError(f"compare: no run folders given for method(s) {empty}")
     ref_dirs = _reference_dirs(run_dirs_by_method, ref)
     ref_final, ref_runs = None, [Results.load(d) for d in ref_dirs]
     if ref_dirs:

@@ -32,6 +32,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from omegaconf import OmegaConf
 
+from lhl.core.errors import USER_ERRORS, MissingInput, UsageError
 from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
 from lhl.config.epochs import phase_epochs
 from lhl.config.keys import RESUMABLE_CHANGES, flatten
@@ -51,13 +52,13 @@ def load_curves(path: PathLike) -> List[dict]:
     if path.is_dir():
         path = path / CURVES_JSON
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no learning curves; run with eval.every_n_epochs=N "
+        raise MissingInput(f"{path}: no learning curves; run with eval.every_n_epochs=N "
                                 "(e.g. make curves SEQ=<seq>)")
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
         return sorted(rows, key=lambda r: (int(r["phase"]), int(r["epoch"])))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: malformed curves file ({type(e).__name__}: {e}); expected a list of "
+        raise UsageError(f"{path}: malformed curves file ({type(e).__name__}: {e}); expected a list of "
                          "{'phase', 'epoch', 'step', 'trained', 'metrics'} rows") from e
 
 
@@ -141,7 +142,7 @@ _MAY_DIFFER = RESUMABLE_CHANGES + (
 def _config(run_dir: Path) -> dict:
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no config.yaml; {run_dir} is no lhl run folder")
+        raise MissingInput(f"{path}: no config.yaml; {run_dir} is no lhl run folder")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
 
 
@@ -167,14 +168,14 @@ def check_short(long_dir: Path, short_dir: Path, phases: Mapping[int, Sequence[s
     names what differs."""
     differ = _differences(long_dir, short_dir, _EPOCH_KEYS)
     if differ:
-        raise ValueError(f"{short_dir}/config.yaml: --short must be the same run with fewer epochs; it "
+        raise UsageError(f"{short_dir}/config.yaml: --short must be the same run with fewer epochs; it "
                          f"differs in {differ}")
     long, short = (_config(d).get("train") or {} for d in (long_dir, short_dir))
     out = {}
     for phase, tasks in sorted(phases.items()):
         e_long, e_short = phase_epochs(long, tasks), phase_epochs(short, tasks)
         if not 0 < e_short < e_long:
-            raise ValueError(f"{short_dir}/config.yaml: phase {phase} ({'+'.join(tasks)}) trains {e_short} "
+            raise UsageError(f"{short_dir}/config.yaml: phase {phase} ({'+'.join(tasks)}) trains {e_short} "
                              f"epochs (train.epochs={short.get('epochs')}, task_epochs, epoch_scale); --short "
                              f"needs fewer epochs in every phase than the long run's {e_long} there")
         out[int(phase)] = e_short
@@ -248,7 +249,7 @@ def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optio
     cfg = _config(run_dir) if (run_dir / "config.yaml").is_file() else {}
     if short is None and annealed(cfg):
         schedule = cfg["train"]["lr_schedule"]
-        raise ValueError(
+        raise UsageError(
             f"{run_dir}/config.yaml: train.lr_schedule={schedule} anneals the learning rate over each "
             "phase's epochs, so epoch E/2 of this run is not what a run of E/2 epochs reaches; pass "
             "--short <the same run with half the epochs> (make curves makes and passes one)")
@@ -287,11 +288,11 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
             print(md + f"\nplot: {png}\ntable: {md_path}")
             return 0
         if args.out is not None:
-            raise ValueError("--out names the plot of a single run; with several, each run's plot goes to its folder")
+            raise UsageError("--out names the plot of a single run; with several, each run's plot goes to its folder")
         from lhl.reporting.curves_over_seeds import write_seeds  # it builds on this module
 
         _, md, path = write_seeds(args.run, args.short, args.summary)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"lhl curves: {e}", file=sys.stderr)
         return 2
     print(md + "\nper run: <run>/curves.md and curves.png" + (f"\ntable: {path}" if path else ""))

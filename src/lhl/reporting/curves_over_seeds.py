@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence
 
+from lhl.core.errors import UsageError
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.reporting.curves import CONVERGED, PathLike, _differences, _f, write_curves
 from lhl.reporting.ranks import one_sample_test
@@ -58,15 +59,15 @@ def write_seeds(runs: Sequence[PathLike], shorts: Optional[Sequence[PathLike]] =
     must be one run on several seeds: the same settings but for the seed and where they ran."""
     runs = [Path(r) for r in runs]
     if shorts is not None and len(shorts) != len(runs):
-        raise ValueError(f"--short: {len(shorts)} runs for {len(runs)} long runs; give one short run per long run")
+        raise UsageError(f"--short: {len(shorts)} runs for {len(runs)} long runs; give one short run per long run")
     for other in runs[1:]:
         differ = _differences(runs[0], other, ("run.seed",), f"{runs[0]}:")
         if differ:
-            raise ValueError(f"{other}/config.yaml: the runs must be one run on several seeds; it differs in {differ}")
+            raise UsageError(f"{other}/config.yaml: the runs must be one run on several seeds; it differs in {differ}")
     per_run = [write_curves(r, None, None if shorts is None else shorts[i])[0] for i, r in enumerate(runs)]
     seeds = [Results.load(r).meta.get("seed", "?") for r in runs]
     if len(set(seeds)) < len(seeds):
-        raise ValueError(f"the long runs repeat a seed ({seeds}); give each seed once")
+        raise UsageError(f"the long runs repeat a seed ({seeds}); give each seed once")
     entries = convergence_over_seeds(per_run)
     md = seeds_markdown(entries, seeds, ", ".join(str(r) for r in runs))
     path = None

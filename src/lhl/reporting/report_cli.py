@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from lhl.core.errors import USER_ERRORS
 from lhl.core.io import atomic_write_json
 from lhl.reporting.render import report_markdown
 from lhl.reporting.results import PathLike, Results
@@ -39,7 +40,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
         results = Results.load(args.run)
         reference = Results.load(args.ref) if args.ref else None
         data = report_data(results, reference)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except USER_ERRORS as e:
         print(f"lhl report: {e}", file=sys.stderr)
         return 2
     print(report_markdown(results, data, args.ref))

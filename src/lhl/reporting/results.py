@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+from lhl.core.errors import MissingInput, UsageError
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.reporting.render import render_markdown
 
@@ -141,10 +142,10 @@ class Results:
         if path.is_dir():
             path = path / RESULTS_JSON
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no results file (expected a run folder holding {RESULTS_JSON})")
+            raise MissingInput(f"{path}: no results file (expected a run folder holding {RESULTS_JSON})")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             return cls(data["meta"], data["phases"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise ValueError(f"{path}: malformed results file ({type(e).__name__}: {e}); "
+            raise UsageError(f"{path}: malformed results file ({type(e).__name__}: {e}); "
                              "expected {'meta': {...}, 'phases': [{'phase', 'trained', 'metrics'}, ...]}") from e

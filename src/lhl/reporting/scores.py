@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Union
 
+from lhl.core.errors import UsageError
 from lhl.reporting.results import Metrics, Results
 
 
@@ -42,10 +43,10 @@ def delta_per_task(results: Results, reference: Union[Results, Metrics]) -> Dict
     out = {}
     for t, ms in ours.items():
         if t not in ref:
-            raise KeyError(f"reference has no metrics for task {t!r} (it has {sorted(ref)})")
+            raise UsageError(f"reference has no metrics for task {t!r} (it has {sorted(ref)})")
         common = [m for m in ms if m in ref[t]]
         if not common:
-            raise KeyError(f"task {t!r}: no metric in common with the reference")
+            raise UsageError(f"task {t!r}: no metric in common with the reference")
         gains = [_relative_gain(ms[m], ref[t][m], results.higher_is_better(t, m), f"{t}/{m}") for m in common]
         out[t] = 100.0 * sum(gains) / len(gains)
     return out

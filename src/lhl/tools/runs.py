@@ -12,6 +12,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from lhl.config import Config
+from lhl.core.errors import MissingInput
 from lhl.engine.run_identity import OVERRIDES_FILE
 
 USAGE = """usage: lhl runs [OUT_DIR]
@@ -84,7 +85,7 @@ def cli(argv: List[str]) -> int:
         return 0
     out_dir = Path(argv[0]) if argv else Path("runs")
     if not out_dir.is_dir():
-        raise FileNotFoundError(f"{out_dir}: no such folder (lhl runs OUT_DIR; default runs/)")
+        raise MissingInput(f"{out_dir}: no such folder (lhl runs OUT_DIR; default runs/)")
     groups: Dict[Path, List[RunStatus]] = {}
     for s in find_runs(out_dir):
         groups.setdefault(s.folder.parent if not s.overrides.get("run.name") else s.folder, []).append(s)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lhl.core.errors import MissingInput
 from lhl.data.checks import found_near
 from lhl.tasks import TASKS
 
@@ -70,7 +71,7 @@ class MTANNpyDataset(Dataset):
         split_dir = self.root / split
         for path in (self.root, split_dir, split_dir / "image"):
             if not path.is_dir():
-                raise FileNotFoundError(
+                raise MissingInput(
                     f"{dataset_name}: folder {path} not found (config key {config_key}={self.root}); "
                     f"{found_near(path)}; fix: {fix}; get the data: {self.obtain}"
                 )

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from lhl.core.errors import MissingInput
 from lhl.data.checks import found_near
 from lhl.data.convert import read_png
 from lhl.data.sources.nyuv2 import data_home
@@ -197,7 +198,7 @@ class Taskonomy(Dataset):
         domains = [DOMAINS[t] for t in self.index_tasks]
         get = obtain(domains)
         if not self.root.is_dir():
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"taskonomy: folder {self.root} not found (config key data.root); {found_near(self.root)}; "
                 "fix: set data.root=<folder holding one folder per building> or LHL_DATA=<parent of taskonomy/>; "
                 f"get the data: {get}"

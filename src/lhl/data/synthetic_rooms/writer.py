@@ -20,6 +20,7 @@ import numpy as np
 
 from lhl.data.synthetic_rooms.render import render
 from lhl.data.synthetic_rooms.scene import sample_scene
+from lhl.core.errors import UsageError
 from lhl.core.io import current_umask
 
 #: bump when the generator's output changes, so cached sets are rebuilt (it is in the cache folder's
@@ -138,7 +139,7 @@ def check_meta(folder: Path, params: dict) -> None:
     if found != wanted:
         same_version = found["version"] == GENERATOR_VERSION
         options = ", ".join(f"{k}: {found[k]}" for k in params)
-        raise ValueError(
+        raise UsageError(
             f"synthetic rooms: {folder} holds a set made with {found}, but the requested set is {wanted}; "
             + (f"fix: set data.options to {{{options}}} to read it, or " if same_version
                else "it comes from another generator version; fix: ")
