@@ -43,9 +43,9 @@ def test_modes_resolve_every_mend_and_overrides_win():
     fixed = HADConfig.for_mode("fixed")
     assert all(getattr(fixed, m) for m in MENDS)
     assert not any(getattr(HADConfig.for_mode("faithful"), m) for m in MENDS)
-    cfg = HAD.Options(mode="fixed", replicate_padding=False, scalar_val=0.8).config()
+    cfg = HAD.Options(mode="fixed", mends={"replicate_padding": False}, scalar_val=0.8).config()
     assert not cfg.replicate_padding and cfg.full_cosine and cfg.scalar_val == 0.8
-    assert HAD.Options(mode="faithful", full_cosine=True).config().full_cosine
+    assert HAD.Options(mode="faithful", mends={"full_cosine": True}).config().full_cosine
     assert HAD.Options().mode == "fixed"
 
 
@@ -58,7 +58,8 @@ def test_modes_resolve_every_mend_and_overrides_win():
         ({"scalar_val": 1.5}, "method.scalar_val"),
         ({"num_interval": "1"}, "method.num_interval"),
         ({"new": -1.0}, "method.new"),
-        ({"full_cosine": "yes"}, "method.full_cosine"),
+        ({"mends": {"full_cosine": "yes"}}, "method.mends.full_cosine"),
+        ({"mends": {"full_cosin": True}}, "did you mean 'full_cosine'"),
     ],
 )
 def test_invalid_options_are_named(values, message):

@@ -60,7 +60,6 @@ def test_golden_case(case):
             scalar_val=args["scalar_val"],
             num_interval=args["num_interval"],
             sel_max=args["sel_max"],
-            td_ba=args["td_ba"],
         )
         teacher = case["teacher_logits"] if case["task"] == "semantic" else case["teacher_out"]
         if case["task"] == "semantic":

@@ -11,7 +11,8 @@ from conftest import method_loss
 from torch import nn
 
 from lhl.data.protocol import Phase
-from lhl.losses import had_loss, sobel_magnitude
+from lhl.losses import sobel_magnitude
+from lhl.methods.had import had_loss
 from lhl.methods.had import HAD
 from lhl.tasks import build_task
 
@@ -137,9 +138,10 @@ def test_paper_mode_runs_on_the_meta_device(kind, channels):
 
 def test_options_are_checked():
     for bad in (dict(bins=1), dict(group_mean="median"), dict(salience_source="x"), dict(weighting="x"),
-                dict(paradigm="x"), dict(db=1), dict(mode="fixed", bins=5), dict(new_first_steps=-1)):
+                dict(paradigm="x"), dict(db=1), dict(bins=5, mode="fixed"), dict(new_first_steps=-1)):
+        mode = bad.pop("mode", "paper")
         with pytest.raises(ValueError):
-            HAD.Options(**bad)
+            HAD.Options(mode=mode, ablation=bad)
     assert HAD.Options(mode="paper").resolved_weighting == "paper"
     assert HAD.Options(mode="fixed").resolved_weighting == "release"
 
@@ -151,7 +153,7 @@ def test_paper_weighting_divides_by_twice_the_earlier_phases():
     student, teacher = {"a": s, "b": s, "c": s}, {"a": t, "b": t}
     one = had_loss("depth", s, t).item()
     for weighting, factor in (("paper", 3.0 / (2 * 2)), ("release", 3.0 / 2)):
-        method = HAD(HAD.Options(mode="paper", weighting=weighting), tasks)
+        method = HAD(HAD.Options(mode="paper", ablation={"weighting": weighting}), tasks)
         total, logs = method_loss(method, student, teacher, {"c": t}, ["c"], ["a", "b"])  # phase index 2 (t = 3)
         assert logs["loss/had/a"].item() == pytest.approx(factor * one, rel=1e-6)
         assert total.item() == pytest.approx(tasks["c"].loss(s, t).item() + 2 * factor * one, rel=1e-6)
@@ -176,16 +178,16 @@ def _step_grads(method, net, phase):
 def test_paradigms_choose_what_steps():
     tasks = {"old": build_task("depth", "old", 1), "new": build_task("depth", "new", 1)}
     phase = Phase(1, ("new",), ("old",), ("old", "new"))
-    got = _step_grads(HAD(HAD.Options(mode="paper", paradigm="new_decoder_only"), tasks), Net(), phase)
+    got = _step_grads(HAD(HAD.Options(mode="paper", ablation={"paradigm": "new_decoder_only"}), tasks), Net(), phase)
     assert [n for n, g in got.items() if g] == ["heads.new.weight", "heads.new.bias"]
     # old_decoders_only: the old head's input is detached, so only the new head reaches the backbone
-    net, method = Net(), HAD(HAD.Options(mode="paper", paradigm="old_decoders_only"), tasks)
+    net, method = Net(), HAD(HAD.Options(mode="paper", ablation={"paradigm": "old_decoders_only"}), tasks)
     method.on_phase_start(phase, net)
     net.heads["old"](net.backbone(torch.ones(1, 2))).sum().backward()
     assert net.backbone.weight.grad is None and net.heads["old"].weight.grad is not None
     method.on_phase_end(phase, net, None)
     # new_first with 1 step first: step 1 all parameters, step 2 the old head only
-    method = HAD(HAD.Options(mode="paper", paradigm="new_first", new_first_steps=1), tasks)
+    method = HAD(HAD.Options(mode="paper", ablation={"paradigm": "new_first", "new_first_steps": 1}), tasks)
     assert all(_step_grads(method, Net(), phase).values())
     assert method.paradigm.patching()
     got = _step_grads(method, Net(), phase)
@@ -197,7 +199,7 @@ def test_frozen_parts_keep_their_batch_norm_statistics():
     net = Net()
     net.backbone = nn.BatchNorm1d(2)
     net.forward = lambda x: {t: h(net.backbone(x)) for t, h in net.heads.items()}
-    method = HAD(HAD.Options(mode="paper", paradigm="new_decoder_only"), tasks)
+    method = HAD(HAD.Options(mode="paper", ablation={"paradigm": "new_decoder_only"}), tasks)
     method.on_phase_start(Phase(1, ("new",), ("old",), ("old", "new")), net)
     net.train()
     net(torch.randn(4, 2) + 5.0)

@@ -34,7 +34,10 @@ def options_from_dict(cls, values: Dict[str, Any], where: str):
     valid = {f.name for f in dataclasses.fields(cls)}
     values = {(k + "_" if k + "_" in valid and k not in valid else k): v for k, v in values.items()}
     shown = sorted(v.rstrip("_") for v in valid | {"name"})
+    renamed = getattr(cls, "renamed", {})  # options that moved or went: {old name: where, or why}
     for key in values:
+        if key not in valid and key in renamed:
+            raise ConfigError(f"{where}: 'method.{key}' {renamed[key]}")
         if key not in valid:
             raise ConfigError(
                 f"{where}: unknown option 'method.{key}'{_near(key, shown)}; valid options: "

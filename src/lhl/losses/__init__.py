@@ -1,4 +1,5 @@
-"""Pure loss functions shared by the lifelong methods (no state, no modules)."""
+"""Pure loss functions shared by the lifelong methods (no state, no modules). HAD's options and the
+choice between its forms live in `lhl.methods.had` (its functional entry point: `had_loss`)."""
 from lhl.losses.had_parts import (
     MENDS,
     HADConfig,
@@ -9,20 +10,18 @@ from lhl.losses.had_parts import (
     regression_sg,
     salience_keep,
     semantic_sg,
+    soft_sg,
 )
-from lhl.losses.had_loss import had_config, had_loss
 from lhl.losses.had_paper import PaperConfig, paper_had
 from lhl.losses.had_release import release_error_count, release_normal_loss_map, release_normal_valid
 from lhl.losses.had_terms import HAD_TERMS, had_term, normal_had, regression_had, semantic_had
-from lhl.losses.salience import edge_mask, sobel_magnitude
+from lhl.losses.salience import edge_mask, select_pixels, sobel_magnitude, top_fraction_mask
 
 __all__ = [
     "HAD_TERMS",
     "MENDS",
     "HADConfig",
     "PaperConfig",
-    "had_config",
-    "had_loss",
     "paper_had",
     "class_balanced_loss",
     "class_geometric_means",
@@ -39,5 +38,8 @@ __all__ = [
     "salience_keep",
     "semantic_had",
     "semantic_sg",
+    "soft_sg",
+    "select_pixels",
     "sobel_magnitude",
+    "top_fraction_mask",
 ]

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lhl.losses.salience import sobel_magnitude
+from lhl.losses.salience import select_pixels, sobel_magnitude
 from lhl.tasks.scalar import scalar_valid
 
 __all__ = ["PaperConfig", "paper_had", "paper_pixel_loss", "GROUP_MEANS", "SALIENCE_SOURCES"]
@@ -44,16 +44,6 @@ LOG_FLOOR = 1e-6
 Parts = Tuple[Tensor, Tensor, Tensor, Tensor]
 
 
-def check_paper_switches(group_mean, bins, salience_source, prefix: str = "") -> None:
-    """The paper-mode switches' values; `prefix` names the config section in the error (`method.`)."""
-    if group_mean not in GROUP_MEANS:
-        raise ValueError(f"{prefix}group_mean must be one of {GROUP_MEANS}, got {group_mean!r}")
-    if salience_source not in SALIENCE_SOURCES:
-        raise ValueError(f"{prefix}salience_source must be one of {SALIENCE_SOURCES}, got {salience_source!r}")
-    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-        raise ValueError(f"{prefix}bins must be an integer >= 2 (2 = the split at num_interval), got {bins!r}")
-
-
 @dataclass(frozen=True)
 class PaperConfig:
     """The paper's HAD settings and ablation switches."""
@@ -65,9 +55,9 @@ class PaperConfig:
     group_mean: str = "geometric"
     bins: int = 2
     salience_source: str = "loss"
-
-    def __post_init__(self):
-        check_paper_switches(self.group_mean, self.bins, self.salience_source)
+    db_weighting: str = "uniform"  # the groups' weights: uniform (the paper) | softmax_neg | softmax_pos
+    sg_select: str = "threshold"  # SG's pixels: the paper's threshold | top_fraction | soft
+    sg_fraction: float = 0.1  # sg_select=top_fraction: the share of each image's valid pixels kept
 
     def replace(self, **values) -> "PaperConfig":
         return dataclasses.replace(self, **values)
@@ -128,23 +118,38 @@ def balanced_loss(loss: Tensor, valid: Tensor, groups: Tensor, per_image: int, c
         means = means.exp()
     present = (counts > 0).view(b, per_image).to(loss.dtype)
     n_groups = present.sum(dim=1)
-    per_img = (means.view(b, per_image) * present).sum(dim=1) / n_groups.clamp_min(1)
+    if cfg.db_weighting == "uniform":
+        per_img = (means.view(b, per_image) * present).sum(dim=1) / n_groups.clamp_min(1)
+    else:  # softmax(±G) over each image's non-empty groups, detached as the release's class weights
+        sign = 1.0 if cfg.db_weighting == "softmax_pos" else -1.0
+        logits = (sign * means.view(b, per_image)).masked_fill(present == 0, float("-inf"))
+        weights = torch.softmax(logits, dim=1).nan_to_num(0.0).detach()
+        per_img = (weights * means.view(b, per_image) * present).sum(dim=1)
     has = (n_groups > 0).to(loss.dtype)
     return (per_img * has).sum() / has.sum().clamp_min(1)
 
 
 def salience_keep(loss: Tensor, label_map: Tensor, valid: Tensor, cfg: PaperConfig) -> Tensor:
     """SG's pixels: normalised Sobel magnitude (replicate padding) of the detached loss map or of
-    the teacher's label map above `scalar_val`, among the valid pixels."""
+    the teacher's label map above `scalar_val`, among the valid pixels (`sg_select`: the top
+    `sg_fraction` of them, or the normalised magnitude as a float weight)."""
     source = loss if cfg.salience_source == "loss" else label_map
+    if cfg.sg_select != "threshold":
+        picked = select_pixels(source, cfg.sg_select, cfg.sg_fraction, True, valid)
+        return picked if picked.dtype == torch.bool else picked * valid
     mag = sobel_magnitude(source.detach(), replicate_padding=True)
     return (normalise_per_image(mag) > cfg.scalar_val) & valid
 
 
 def salient_loss(loss: Tensor, keep: Tensor) -> Tensor:
-    """SG: per image the mean loss over its kept pixels (0 when none), then the mean over images."""
+    """SG: per image the mean loss over its kept pixels (0 when none), then the mean over images; a
+    float `keep` (soft selection) weights the pixels: per image sum(w L) / sum(w)."""
     k = keep.to(loss.dtype).flatten(1)
-    per_img = (loss.flatten(1) * k).sum(dim=1) / k.sum(dim=1).clamp_min(1)
+    num, den = (loss.flatten(1) * k).sum(dim=1), k.sum(dim=1)
+    if keep.dtype == torch.bool:
+        per_img = num / den.clamp_min(1)
+    else:
+        per_img = torch.where(den > 0, num / den.clamp_min(1e-12), den)
     return per_img.mean()
 
 
@@ -153,9 +158,13 @@ def plain_mean(loss: Tensor, valid: Tensor) -> Tensor:
     return (loss * valid).sum() / valid.sum().clamp_min(1)
 
 
-def paper_had(kind: str, student: Tensor, teacher: Tensor, cfg: PaperConfig) -> Parts:
-    """L_had = L_db + L_sg of one old task (student and teacher: activated outputs)."""
+def paper_had(kind: str, student: Tensor, teacher: Tensor, cfg: PaperConfig,
+              maps: Optional[Dict[str, Tensor]] = None) -> Parts:
+    """L_had = L_db + L_sg of one old task (student and teacher: activated outputs); `maps`, when
+    given, receives the per-pixel loss map and valid pixels (the diagnostics' hook)."""
     loss, valid, label_map = paper_pixel_loss(kind, student, teacher)
+    if maps is not None:
+        maps["loss_map"], maps["valid"] = loss, valid
     keep = salience_keep(loss, label_map, valid, cfg)
     plain = plain_mean(loss, valid) if not (cfg.db and cfg.sg) else None
     if cfg.db:

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
-from lhl.losses.salience import edge_mask
+from lhl.losses.salience import edge_mask, select_pixels
 
 #: the switches, in the order the docs describe them; False everywhere = the release
 MENDS = (
@@ -50,6 +50,11 @@ class HADConfig:
     count_valid_pixels: bool = False
     db: bool = True  # False: the plain pseudo-label loss in DB's place (the paper's "w/o DB")
     sg: bool = True  # False: the plain pseudo-label loss in SG's place (the paper's "w/o SG")
+    # the hypotheses' switches (their defaults are the release's)
+    group_mean: str = "geometric"  # a semantic class's mean: geometric (release) | arithmetic
+    db_weighting: str = "softmax_neg"  # semantic DB's class weights: softmax(-G) | uniform | softmax(+G)
+    sg_select: str = "threshold"  # SG's pixels: release threshold | top_fraction | soft (Sobel weight)
+    sg_fraction: float = 0.1  # sg_select=top_fraction: the share of each image's pixels kept
 
     @classmethod
     def for_mode(cls, mode: str, **values) -> "HADConfig":
@@ -72,8 +77,16 @@ class HADConfig:
 
 
 def salience_keep(loss_map: Tensor, cfg: HADConfig) -> Tensor:
-    """SG's pixel selection: the edge mask of the (detached) loss map under `cfg`."""
-    return edge_mask(loss_map, cfg.scalar_val, cfg.sel_max, cfg.replicate_padding)
+    """SG's pixel selection on the (detached) loss map under `cfg`: the release's edge mask, the top
+    `sg_fraction` of each image's pixels by Sobel magnitude, or (`soft`) the normalised Sobel
+    magnitude as a float weight per pixel."""
+    if cfg.sg_select == "threshold":
+        return edge_mask(loss_map, cfg.scalar_val, cfg.sel_max, cfg.replicate_padding)
+    return select_pixels(loss_map, cfg.sg_select, cfg.sg_fraction, cfg.replicate_padding)
+
+
+#: the signs of the DB class-weight logits: softmax(sign * G)
+DB_WEIGHTINGS = {"softmax_neg": -1.0, "uniform": 0.0, "softmax_pos": 1.0}
 
 
 # --- distribution balance -----------------------------------------------------------------------
@@ -93,6 +106,18 @@ def class_geometric_means(
     return means, present
 
 
+def class_arithmetic_means(
+    loss_map: Tensor, label: Tensor, valid: Tensor, num_classes: int
+) -> Tuple[Tensor, Tensor]:
+    """Per class c: the arithmetic mean of its valid pixels' losses (0 if none) and whether c occurs."""
+    idx = torch.where(valid, label, torch.zeros_like(label)).flatten()
+    w = valid.flatten().to(loss_map.dtype)
+    zeros = loss_map.new_zeros(num_classes)
+    sums = zeros.scatter_add(0, idx, loss_map.flatten() * w)
+    counts = zeros.scatter_add(0, idx, w)
+    return sums / counts.clamp_min(1), counts > 0
+
+
 def class_balanced_loss(
     loss_map: Tensor, label: Tensor, valid: Tensor, num_classes: int, cfg: HADConfig
 ) -> Tensor:
@@ -101,9 +126,16 @@ def class_balanced_loss(
     Release: softmax over all classes (absent ones at G = 0 keep weight) and the mean over
     classes of w_c G_c. Mends: absent classes out of the softmax (`exclude_absent_classes`),
     and the weighted mean sum_c w_c G_c instead of dividing it by the class count
-    (`class_weighted_mean`)."""
-    means, present = class_geometric_means(loss_map, label, valid, num_classes)
-    logits = -means
+    (`class_weighted_mean`). Switches: `group_mean` (arithmetic class means), `db_weighting`
+    (softmax(+G) or uniform weights, under the same masking)."""
+    if cfg.group_mean == "geometric":
+        means, present = class_geometric_means(loss_map, label, valid, num_classes)
+    else:
+        means, present = class_arithmetic_means(loss_map, label, valid, num_classes)
+    if cfg.db_weighting == "softmax_neg":
+        logits = -means
+    else:
+        logits = means * DB_WEIGHTINGS[cfg.db_weighting]
     if cfg.exclude_absent_classes:
         logits = logits.masked_fill(~present, float("-inf"))
     weights = torch.softmax(logits, dim=0).nan_to_num(0.0).detach()
@@ -140,6 +172,14 @@ def group_balanced_loss(
 
 
 # --- salience guidance, given the edge mask ------------------------------------------------------
+def soft_sg(loss_map: Tensor, counted: Tensor, weight: Tensor) -> Tensor:
+    """SG with `sg_select=soft`: the weighted mean of the loss map over the counted pixels, each
+    weighted by its normalised Sobel magnitude (0 when every weight is 0)."""
+    w = weight * counted
+    den = w.sum()
+    return torch.where(den > 0, (loss_map * w).sum() / den.clamp_min(1e-12), den)
+
+
 def semantic_sg(nll: Tensor, valid: Tensor, keep: Tensor, mean_over_kept: bool) -> Tensor:
     """Semantic SG. Release: kept-pixel NLL summed over ALL pixels' count (scaled by the keep
     fraction); `sg_mean_over_kept`: the mean over the kept valid pixels."""

@@ -8,7 +8,7 @@ mode (every mend off) computes exactly what the release's `weight_fit` computes.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 from torch import Tensor
 
@@ -21,6 +21,7 @@ from lhl.losses.had_parts import (
     regression_sg,
     salience_keep,
     semantic_sg,
+    soft_sg,
 )
 from lhl.losses.had_release import release_error_count, release_normal_loss_map, release_normal_valid
 from lhl.tasks.base import TaskSpec
@@ -29,15 +30,29 @@ __all__ = ["HAD_TERMS", "MENDS", "HADConfig", "had_term", "normal_had", "regress
 
 #: (term, DB, SG, keep mask) of one old task
 Parts = Tuple[Tensor, Tensor, Tensor, Tensor]
+#: where a term leaves its per-pixel loss map and valid pixels (`maps["loss_map"]`, `maps["valid"]`)
+#: when asked, for the loss-term diagnostics; None (the default): nothing is kept
+Maps = Optional[Dict[str, Tensor]]
 
 
-def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfig) -> Parts:
+def _keep_map(maps: Maps, loss_map: Tensor, valid: Tensor) -> None:
+    if maps is not None:
+        maps["loss_map"], maps["valid"] = loss_map, valid
+
+
+def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfig, maps: Maps = None) -> Parts:
     """Log-probabilities [B, C, H, W] against a label [B, H, W]: the task's masked NLL (the release
     ignores the same pixels), class-balanced DB, SG on the NLL map."""
     nll, valid = task.pixel_loss(log_probs, label)
+    _keep_map(maps, nll, valid)
     keep = salience_keep(nll, cfg)
     plain = nll.sum() / valid.sum().clamp_min(1)
-    sg = semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept) if cfg.sg else plain
+    if not cfg.sg:
+        sg = plain
+    elif cfg.sg_select == "soft":
+        sg = soft_sg(nll, valid, keep)
+    else:
+        sg = semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept)
     if cfg.uses_db:
         db = class_balanced_loss(nll, label, valid, log_probs.shape[1], cfg)
     else:
@@ -45,7 +60,7 @@ def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfi
     return (db + sg) / 2, db, sg, keep
 
 
-def regression_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> Parts:
+def regression_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig, maps: Maps = None) -> Parts:
     """An L1 map [B, C, H, W] (depth, scalar maps): the task's error map and valid pixels.
 
     Release quirks: the SG product broadcasts [B,1,H,W] * [B,H,W] into [B,B,H,W] (mend
@@ -53,10 +68,16 @@ def regression_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig)
     groups split by the student's value (`group_by_pseudo_label`). The release had no scalar task:
     scalar maps use these formulas with their own validity (NaN invalid, 0 a value) in every mode."""
     err, valid = task.pixel_loss(pred, target)
+    _keep_map(maps, err, valid)
     keep = salience_keep(err, cfg)
     counted = valid if cfg.count_valid_pixels else release_error_count(err)
     plain = err.sum() / counted.sum().clamp_min(1)
-    sg = regression_sg(err, counted, keep, cfg.per_image_depth_mask) if cfg.sg else plain
+    if not cfg.sg:
+        sg = plain
+    elif cfg.sg_select == "soft":
+        sg = soft_sg(err, counted, keep)
+    else:
+        sg = regression_sg(err, counted, keep, cfg.per_image_depth_mask)
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
         restrict = valid if cfg.count_valid_pixels else None
@@ -79,7 +100,7 @@ def _normal_inputs(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig)
     return loss_map, valid, prod
 
 
-def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> Parts:
+def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig, maps: Maps = None) -> Parts:
     """Unit normals [B, 3, H, W] against the teacher's normals.
 
     Release quirks: the per-pixel loss is 1 - cos/3 (`full_cosine`), the SG numerator sums the
@@ -87,10 +108,16 @@ def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> 
     non-zero channel entries, invalid pixels count as loss 1 and validity is the signed-sum mask
     (`count_valid_pixels`)."""
     loss_map, valid, prod = _normal_inputs(task, pred, target, cfg)
+    _keep_map(maps, loss_map, valid)
     keep = salience_keep(loss_map, cfg)
     summed = (loss_map * valid).sum() if cfg.count_valid_pixels else loss_map.sum()
     plain = summed / valid.sum().clamp_min(1)
-    sg = normal_sg(prod, valid, keep, cfg) if cfg.sg else plain
+    if not cfg.sg:
+        sg = plain
+    elif cfg.sg_select == "soft":
+        sg = soft_sg(loss_map, valid, keep)
+    else:
+        sg = normal_sg(prod, valid, keep, cfg)
     restrict = valid if cfg.count_valid_pixels else None
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
@@ -101,7 +128,7 @@ def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig) -> 
 
 
 #: task kind -> its HAD terms; a kind not listed has no HAD term
-HAD_TERMS: Dict[str, Callable[[TaskSpec, Tensor, Tensor, HADConfig], Parts]] = {
+HAD_TERMS: Dict[str, Callable[..., Parts]] = {
     "semantic": semantic_had,
     "depth": regression_had,
     "scalar": regression_had,
@@ -110,18 +137,19 @@ HAD_TERMS: Dict[str, Callable[[TaskSpec, Tensor, Tensor, HADConfig], Parts]] = {
 
 
 def had_term(
-    task: TaskSpec, student_pred: Tensor, pseudo_label: Tensor, cfg: HADConfig
+    task: TaskSpec, student_pred: Tensor, pseudo_label: Tensor, cfg: HADConfig, maps: Maps = None
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
     """One old task's HAD term (before the factor `new`) and its detached parts {db, sg, edge_keep}.
 
     `student_pred` is the activated prediction (semantic log-probabilities, raw depth, unit
-    normals); `pseudo_label` the teacher's label in the task's label format."""
+    normals); `pseudo_label` the teacher's label in the task's label format; `maps`, when given,
+    receives the term's per-pixel loss map and valid pixels (the diagnostics' hook)."""
     fn = HAD_TERMS.get(task.kind)
     if fn is None:
         raise ValueError(
             f"HAD has no terms for task '{task.name}' of kind '{task.kind}'; supported kinds: "
             f"{', '.join(sorted(HAD_TERMS))} (add the kind to lhl.losses.had_terms.HAD_TERMS)"
         )
-    term, db, sg, keep = fn(task, student_pred, pseudo_label, cfg)
+    term, db, sg, keep = fn(task, student_pred, pseudo_label, cfg, maps)
     parts = {"db": db.detach(), "sg": sg.detach(), "edge_keep": keep.float().mean()}
     return term, parts

@@ -6,6 +6,8 @@ stops the image border from looking like an edge.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from kornia.filters import spatial_gradient
@@ -52,3 +54,42 @@ def edge_mask(
     if sel_max == 2:
         return (norm <= scalar_val) | (norm >= 1.0 - scalar_val)
     raise ValueError(f"sel_max must be 0 (below), 1 (above) or 2 (both tails), got {sel_max!r}")
+
+
+#: SG's pixel selections: the release's threshold, a fixed top share of pixels, a soft weight
+SELECTIONS = ("threshold", "top_fraction", "soft")
+
+
+def normalised_magnitude(mag: Tensor) -> Tensor:
+    """Min-max normalisation of a [B, H, W] magnitude per image to [0, 1]; a flat image is all zeros."""
+    flat = mag.flatten(1)
+    lo = flat.amin(dim=1, keepdim=True)
+    span = flat.amax(dim=1, keepdim=True) - lo
+    return ((flat - lo) / torch.where(span > 0, span, torch.ones_like(span))).view_as(mag)
+
+
+def top_fraction_mask(mag: Tensor, fraction: float, valid: Tensor | None = None) -> Tensor:
+    """Boolean [B, H, W]: per image the ceil(fraction x pixels) pixels of highest magnitude (at
+    least one; ties broken by `torch.topk`), among the `valid` ones when given."""
+    b = mag.shape[0]
+    flat = mag.flatten(1)
+    if valid is not None:
+        flat = flat.masked_fill(~valid.flatten(1), float("-inf"))
+    k = max(1, min(flat.shape[1], math.ceil(fraction * flat.shape[1] - 1e-9)))
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep.scatter_(1, flat.topk(k, dim=1).indices, True)
+    if valid is not None:
+        keep &= valid.flatten(1)
+    return keep.view(b, *mag.shape[1:])
+
+
+def select_pixels(loss_map: Tensor, how: str, fraction: float, replicate_padding: bool,
+                  valid: Tensor | None = None) -> Tensor:
+    """SG's pixels other than the release's threshold: `top_fraction` (a boolean mask) or `soft`
+    (the min-max normalised Sobel magnitude of the detached loss map as a float weight)."""
+    mag = sobel_magnitude(loss_map, replicate_padding)
+    if how == "top_fraction":
+        return top_fraction_mask(mag, fraction, valid)
+    if how == "soft":
+        return normalised_magnitude(mag)
+    raise ValueError(f"SG selection must be one of {SELECTIONS}, got {how!r}")

@@ -5,7 +5,7 @@ import pkgutil
 from lhl.core.registry import METHODS
 
 for _m in pkgutil.iter_modules(__path__):
-    if not _m.ispkg and _m.name != "base" and not _m.name.startswith("_"):
+    if _m.name not in ("base", "shared") and not _m.name.startswith("_"):  # a module or a package (had)
         importlib.import_module(f"{__name__}.{_m.name}")
 
 __all__ = ["METHODS"]

@@ -84,6 +84,18 @@ class Method:
         """(terms, diagnostics): the loss is the sum of `terms`, each already weighted."""
         return self.supervised_terms(step), {}
 
+    #: set by the loss-term diagnostics (`diag.every`) for the steps they measure; only then does a
+    #: method keep the per-pixel loss maps that `pixel_loss_maps` returns
+    record_pixel_maps: bool = False
+
+    def pixel_loss_maps(self) -> Dict[str, Tuple[Tensor, Tensor]]:
+        """{loss-term name: (per-pixel loss map [B, H, W], valid pixels [B, H, W])} of the last
+        `loss_terms` call, for the terms that reduce a per-pixel map (pixel-wise distillation). Each
+        map must lie in its term's autograd graph, so that d term / d map is the weight the term
+        gives each pixel (`lhl.engine.diagnostics`). Default: none."""
+        return {}
+
+
     # --- state and hooks ------------------------------------------------------------------------
     def to(self, device: torch.device) -> None:
         """Move the method's tensors to the training device; called once per phase, at its start."""

@@ -31,4 +31,4 @@ class LwF(PseudoLabelDistillation):
                 raise ValueError(f"method.new must be a number >= 0, got {self.new!r}")
 
     def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return self.tasks[name].loss(student, pseudo), {}
+        return self.plain_term(name, student, pseudo), {}

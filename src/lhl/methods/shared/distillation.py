@@ -25,6 +25,27 @@ class PseudoLabelDistillation(Method):
     def old_task_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
         raise NotImplementedError
 
+    def plain_term(self, name: str, student: Tensor, pseudo: Tensor) -> Tensor:
+        """The task's own loss against the pseudo-label (LwF's, iCaRL's term): `TaskSpec.loss`,
+        computed from the task's loss map in the same operations, so that the map can be kept."""
+        sink = self.pixel_map_sink(name)
+        if sink is None:
+            return self.tasks[name].loss(student, pseudo)
+        loss_map, valid = self.tasks[name].pixel_loss(student, pseudo)
+        sink["loss_map"], sink["valid"] = loss_map, valid
+        return (loss_map * valid).sum() / valid.sum().clamp_min(1)
+
+    # --- the per-pixel loss maps of the old-task terms (the loss-term diagnostics) -----------------
+    def pixel_map_sink(self, name: str) -> Optional[Dict[str, Tensor]]:
+        """Where old task `name`'s term leaves its loss map and valid pixels, or None when the
+        diagnostics do not measure this step (nothing is kept then)."""
+        if not self.record_pixel_maps:
+            return None
+        return self._pixel_maps.setdefault(f"{self.log_prefix}/{name}", {})
+
+    def pixel_loss_maps(self) -> Dict[str, Tuple[Tensor, Tensor]]:
+        return {k: (m["loss_map"], m["valid"]) for k, m in getattr(self, "_pixel_maps", {}).items() if m}
+
     def weight(self, step: Step) -> float:
         """The factor of every old task's term (`new`)."""
         return float(self.opts.new)
@@ -43,6 +64,7 @@ class PseudoLabelDistillation(Method):
         )
 
     def loss_terms(self, step: Step) -> Tuple[Terms, Terms]:
+        self._pixel_maps: Dict[str, Dict[str, Tensor]] = {}
         terms, diagnostics = self.supervised_terms(step), {}
         if step.teacher is None:
             return terms, diagnostics

@@ -35,7 +35,7 @@ class Paradigm:
 
     def __init__(self, name: str, new_first_steps: Optional[int] = None):
         if name not in PARADIGMS:
-            raise ValueError(f"method.paradigm must be one of {PARADIGMS}, got {name!r}")
+            raise ValueError(f"method.ablation.paradigm must be one of {PARADIGMS}, got {name!r}")
         self.name, self.new_first_steps = name, new_first_steps
         self.steps, self.last_length, self.phase = 0, 0, None
         self.current: Optional[Phase] = None
