@@ -11,6 +11,7 @@
 <root>/phase_<i>/last.ckpt         the periodic mid-phase checkpoint of an unfinished phase
 <root>/phase_<i>/hpc_ckpt_*.ckpt   Lightning's own SLURM checkpoints (older lhl versions; removed)
 <root>/run.log                     the traceback of every failed attempt (lhl run)
+<root>/run.lock                    the live run's holder record and heartbeat (lhl.core.locks)
 <root>/wandb_run_id.txt            the W&B run id: a requeued or resumed sequence continues that run
 <root>/logs/phase_<i>/metrics.csv  the CSV log of phase i (tb/ for TensorBoard)
 ```
@@ -89,6 +90,11 @@ class RunFolder:
 
     def last_ckpt(self, index: int) -> Path:
         return self.phase_dir(index) / "last.ckpt"
+
+    @property
+    def lock(self) -> Path:
+        """Held by the one process that writes this folder (removed when it ends)."""
+        return self.root / "run.lock"
 
     def mid_phase_checkpoints(self, index: int):
         """Every checkpoint of an unfinished phase i (requeue, periodic, Lightning's hpc, temp files)."""

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from lhl.config import resolve, to_yaml
 from lhl.config.resolve import check_processes
 from lhl.core.io import atomic_write_text
+from lhl.core.locks import HolderLock
 from lhl.core.machine import machine_info
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.data.protocol import Phase, phase_seed
@@ -64,6 +65,7 @@ class PhaseRunner:
         self.timings = PhaseTimings()
         self.requeue = RequeueSignal(on_preempt=self._mark_preempting)
         self._checked_processes = False
+        self._lock = None  # the run folder's lock (rank 0)
 
     def _mark_preempting(self) -> None:
         if self.wandb is not None:
@@ -94,6 +96,8 @@ class PhaseRunner:
             raise
         finally:
             self.requeue.restore()
+            if self._lock is not None:
+                self._lock.release()
         if self.wandb is not None:
             self.wandb.finalize_run(results)
         return self.folder.root
@@ -106,6 +110,8 @@ class PhaseRunner:
         val_set = build_dataset(cfg.data, "val", list(self.specs)[:1])  # a missing dataset fails here, at once
         self.requeue.check("after data preparation")
         self.folder.root.mkdir(parents=True, exist_ok=True)
+        if pl.utilities.rank_zero_only.rank == 0:  # one writer per run folder, or a clear refusal
+            self._lock = HolderLock(self.folder.lock, f"run folder {self.folder.root}").acquire()
         check_same_run(self.folder.root, cfg)
         if pl.utilities.rank_zero_only.rank == 0 and not self.folder.config.is_file():
             atomic_write_text(self.folder.config, to_yaml(cfg))  # the first run's settings

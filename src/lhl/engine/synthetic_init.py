@@ -7,7 +7,8 @@ its objective is none of the sequences' tasks: per-pixel *material family*
 (`lhl.data.synthetic_rooms.materials.MATERIALS`, cross-entropy through an ASPP head that is then
 dropped). The weights are a pure function of the backbone's settings, the view size and
 `PRETRAIN`: computed once and cached as `$LHL_CACHE/init/synthetic_pretrained-<key>.pt` (written
-atomically; concurrent processes compute the same weights and the first rename wins).
+atomically; a second process asking for it meanwhile waits on a lock file beside it and reads the
+first one's; where file locks do not hold, both compute the same weights and the last rename wins).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from lhl.config.resolve import timm_kwargs
 from lhl.core.errors import UsageError
 from lhl.core.io import atomic_torch_save
+from lhl.core.locks import build_lock
 from lhl.data.synthetic_rooms.materials import MATERIALS
 from lhl.data.synthetic_rooms.writer import GENERATOR_VERSION, cache_home, generate_sample
 from lhl.models.backbone import Backbone
@@ -116,12 +118,14 @@ def synthetic_pretrained_state(model_cfg, size: Tuple[int, int], cache=None, log
     key = init_key(model_cfg, size)
     path = cache_file(key, cache)
     if not path.exists():
-        log(f"model.init=synthetic_pretrained: pretraining {key['backbone']} once on {PRETRAIN['n_views']} "
-            f"synthetic views at {size[0]}x{size[1]} (material families, seed {PRETRAIN['seed']}) into {path}")
-        start = time.time()
-        state = pretrain_backbone(model_cfg, size, log=log)
-        atomic_torch_save({"key": key, "state_dict": state}, path)
-        log(f"  pretrained in {time.time() - start:.0f} s; later runs read the cache")
+        with build_lock(path.with_name(f".{path.name}.lock"), log=log):  # a second process waits, then reads it
+            if not path.exists():
+                log(f"model.init=synthetic_pretrained: pretraining {key['backbone']} once on {PRETRAIN['n_views']} "
+                    f"synthetic views at {size[0]}x{size[1]} (material families, seed {PRETRAIN['seed']}) into {path}")
+                start = time.time()
+                state = pretrain_backbone(model_cfg, size, log=log)
+                atomic_torch_save({"key": key, "state_dict": state}, path)
+                log(f"  pretrained in {time.time() - start:.0f} s; later runs read the cache")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice

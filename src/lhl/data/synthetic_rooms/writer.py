@@ -2,7 +2,8 @@
 
 Every image comes from its own Generator seeded by (seed, split, index), so any sample can be
 regenerated alone. A set is built in a temporary sibling folder and renamed into place, so
-concurrent writers (DDP ranks) never see a partial set: the first rename wins.
+concurrent writers (DDP ranks, runs sharing a cache) never see a partial set; `ensure_set` also
+makes a second writer wait on a lock file beside the set and reuse the first one's.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from lhl.data.synthetic_rooms.render import render
 from lhl.data.synthetic_rooms.scene import sample_scene
 from lhl.core.errors import UsageError
 from lhl.core.io import current_umask
+from lhl.core.locks import build_lock
 
 #: bump when the generator's output changes, so cached sets are rebuilt (it is in the cache folder's
 #: hash and meta.json). 2: depth stored [H, W, 1] and normals (x, y, z), MTAN's layout (was [H, W], (z, y, x))
@@ -169,9 +171,12 @@ def ensure_set(params: dict, cache=None, root=None) -> Path:
                 if not _finished(folder):
                     raise
         if not _finished(folder):
-            n = params["n_train"] + params["n_val"]
-            print(f"synthetic rooms: generating {n} views at {params['height']}x{params['width']} "
-                  f"into {folder} (once; later runs read the cache)", flush=True)
-            write_set(folder, params)
+            # one generator per set: a second process waits here, then finds the set finished
+            with build_lock(folder.parent / f".{folder.name}.lock", log=lambda m: print(f"synthetic rooms: {m}", flush=True)):
+                if not _finished(folder):
+                    n = params["n_train"] + params["n_val"]
+                    print(f"synthetic rooms: generating {n} views at {params['height']}x{params['width']} "
+                          f"into {folder} (once; later runs read the cache)", flush=True)
+                    write_set(folder, params)
     check_meta(folder, params)
     return folder
