@@ -9,16 +9,16 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1## install: the torch pair to install (your CUDA build's)
 STAMP  := $(VENV)/.installed
 
-SEQ      ?= synthetic_s1## experiment compare compare-upgrade paper curves slurm: the sequence preset (lhl list)
+SEQ      ?= synthetic_s1## experiment compare compare-upgrade paper curves slurm tune: the sequence preset (lhl list)
 METHOD   ?= had## experiment slurm: the method preset of one run
-METHODS  ?= finetune lwf had joint## compare paper: the method presets of a table (paper: the table's own unless given)
+METHODS  ?= finetune lwf had joint## compare paper tune: the method presets of a table (paper: the table's own unless given)
 SEEDS    ?=## experiment compare compare-upgrade paper curves distill slurm: seeds, "0 1 2" (unset: the preset's)
 SEED     ?=## experiment compare compare-upgrade paper curves distill slurm: one seed (SEEDS wins when both are set)
 REF      ?=## compare compare-upgrade paper: the reference method preset of Δ
 GPUS     ?=## experiment compare compare-upgrade paper curves slurm: GPUs per node (DDP); unset: one device
 NODES    ?=## experiment compare compare-upgrade paper curves slurm: nodes (multi-node DDP)
 LOGGER   ?=## experiment compare compare-upgrade paper curves slurm: csv | tensorboard | wandb | none
-JOBS     ?=## compare compare-upgrade: runs at a time on this machine, one process each on 1/JOBS of the threads
+JOBS     ?=## compare compare-upgrade tune: runs at a time on this machine, one process each on 1/JOBS of the threads
 RUNS_DIR ?= runs## experiment compare compare-upgrade paper curves distill slurm clean-runs: where run folders go
 ARGS     ?=## experiment compare compare-upgrade paper curves distill bench bench-e2e slurm test docs: extra arguments, passed last
 TABLE    ?= main## paper: main | ablation
@@ -34,6 +34,8 @@ TIME     ?= 24:00:00## slurm: the job's time limit
 PARTITION ?=## slurm: the SLURM partition
 SCALE    ?= 2## curves: the long run trains every phase SCALE times as long
 ISOLATED ?=## curves: 1 = each long phase starts from the preset run's network after the phase before
+TUNED    ?=## compare paper: a tuned.yaml of `make tune`: each method at its chosen stability weight
+OBJECTIVE ?=## tune: delta (final Δ vs finetune, the default) | plasticity_decay (De Lange et al.)
 
 opt = $(if $(2),$(1)=$(2))
 # the seeds as a word list: SEEDS, else SEED, else none (the preset's run.seed / run.seeds)
@@ -43,7 +45,7 @@ SEEDS_OPT = $(if $(SEED_LIST),seeds="$(SEED_LIST)")
 COMMON_OPTS = $(call opt,gpus,$(GPUS)) $(call opt,nodes,$(NODES)) $(call opt,logger,$(LOGGER)) out=$(RUNS_DIR)
 ONE_RUN = $(BIN)/lhl run seq=$(SEQ) method=$(METHOD)
 
-.PHONY: help install experiment compare compare-upgrade paper report curves distill bench bench-e2e slurm test docs docs-serve clean-runs
+.PHONY: help install experiment compare tune compare-upgrade paper report curves distill bench bench-e2e slurm test docs docs-serve clean-runs
 
 help: ## this list
 	@echo "usage: make TARGET [VAR=value ...]   (every target wraps one 'lhl <command>'; lhl <command> --help)"
@@ -68,7 +70,12 @@ experiment: install ## one lifelong run per seed: lhl run seq=SEQ method=METHOD
 	set -e; $(if $(SEED_LIST),for s in $(SEED_LIST); do $(ONE_RUN) seed=$$s $(COMMON_OPTS) $(ARGS); done,$(ONE_RUN) $(COMMON_OPTS) $(ARGS))
 
 compare: install ## METHODS x SEEDS on SEQ, one table: lhl compare
-	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(SEEDS_OPT) $(call opt,ref,$(REF)) $(call opt,jobs,$(JOBS)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
+	$(BIN)/lhl compare seq=$(SEQ) methods="$(METHODS)" $(SEEDS_OPT) $(call opt,ref,$(REF)) $(call opt,tuned,$(TUNED)) $(call opt,jobs,$(JOBS)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
+
+# the tunable methods of the CPU benchmark (every method with a declared stability knob)
+TUNE_METHODS := lwf had had_faithful had_paper icarl ewc si mas er der derpp sgp
+tune: install ## each method's stability weight on the tuning stream (METHODS: the tunable ones unless given; SEEDS default 100 101): lhl tune
+	$(BIN)/lhl tune seq=$(SEQ) methods="$(if $(filter command line environment,$(origin METHODS)),$(filter-out finetune joint single_task spg,$(METHODS)),$(TUNE_METHODS))" $(SEEDS_OPT) $(call opt,objective,$(OBJECTIVE)) $(call opt,jobs,$(JOBS)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
 
 # the four rows of docs/methods/architecture-upgrade.md, Δ against staying on model.backbone
 UPGRADE_ROWS := had had_upgrade_blank had_upgrade_output had_upgrade_feature
@@ -76,7 +83,7 @@ compare-upgrade: install ## the architecture-upgrade rows (SEEDS default 0-4, RE
 	$(BIN)/lhl compare seq=$(SEQ) methods="$(UPGRADE_ROWS)" seeds="$(or $(SEED_LIST),0 1 2 3 4)" ref=$(or $(REF),had) $(call opt,jobs,$(JOBS)) $(COMMON_OPTS) $(ARGS)
 
 paper: install ## the paper's main or ablation table (TABLE=): lhl paper
-	$(BIN)/lhl paper table=$(TABLE) seq=$(SEQ) $(SEEDS_OPT) $(if $(filter command line environment,$(origin METHODS)),methods="$(METHODS)") $(call opt,ref,$(REF)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
+	$(BIN)/lhl paper table=$(TABLE) seq=$(SEQ) $(SEEDS_OPT) $(if $(filter command line environment,$(origin METHODS)),methods="$(METHODS)") $(call opt,ref,$(REF)) $(call opt,tuned,$(TUNED)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
 
 report: install ## a run's results, Δ and forgetting: lhl report RUN [--ref REF_RUN]
 	$(if $(RUN),,$(error make report RUN=<run folder> [REF_RUN=<reference run folder>]))

@@ -158,14 +158,31 @@ def check_processes(cfg: DictConfig, world: Optional[int]) -> None:
             )
 
 
+def check_stream(data_cfg) -> None:
+    """`data.stream` and `data.val_fraction` (the tuning stream, `lhl.data.tuning`)."""
+    stream = data_cfg.get("stream", "report")
+    if stream not in ("report", "tune"):
+        raise ConfigError(f"data.stream={stream!r}: choose report (the reported split) or tune (the "
+                          "tuning stream of `lhl tune`)" + _near(str(stream), ["report", "tune"]))
+    fraction = data_cfg.get("val_fraction", 0.1)
+    if not 0.0 < float(fraction) < 1.0:
+        raise ConfigError(f"data.val_fraction={fraction}: the held-out share of each phase's train slice "
+                          "(tuning stream) must be between 0 and 1, e.g. 0.1")
+
+
 def resolve(cfg: DictConfig) -> DictConfig:
     """Check everything a run will build from `cfg`; returns `cfg` unchanged."""
+    every = OmegaConf.select(cfg, "diag.every")
+    if every is not None and every < 1:
+        raise ConfigError(f"diag.every={every}: the loss-term diagnostics need a positive number of "
+                          "training steps (diag.every=10), or null to switch them off")
+    check_stream(cfg.data)
     from lhl.config.epochs import check_epochs
     from lhl.config.upgrade import check_upgrade
 
     check_upgrade(cfg, *method_options(cfg))
     sequence_tasks(cfg)
-    check_epochs(cfg)
+    check_epochs(cfg, sorted(task_info(cfg.data)))
     world = expected_processes(cfg)
     if world is not None and cfg.data.get("global_batch_size") is not None:
         per_process_batch(cfg.data, world)

@@ -40,6 +40,12 @@ class DataConfig:
     split_seed: int = 0
     augment: bool = False  # GPU-side random scale-crop + flip (normals' x flips too)
     normal_x_channel: Optional[int] = None  # stored normal channel the flip negates; None: the dataset's
+    # which data the run trains and evaluates on: report (the reported val/test split) | tune (the
+    # tuning stream of `lhl tune`, never the reported split: a dataset with a generator makes other
+    # views from other generator seeds; any other dataset holds out `val_fraction` of each phase's
+    # train slice and evaluates on that)
+    stream: str = "report"
+    val_fraction: float = 0.1  # stream=tune, datasets without a generator: the held-out share of each slice
 
 
 @dataclass
@@ -124,6 +130,15 @@ class EvalConfig:
 
 
 @dataclass
+class DiagConfig:
+    # loss-term diagnostics (lhl.engine.diagnostics): every N training steps of a phase that the
+    # loggers write, each loss term's gradient norm and cosine with the new task's on the backbone,
+    # and the worst-decile share of pixel-wise distillation terms, logged as diag/<term>/...;
+    # null: off (nothing computed). Training and its results are the same either way
+    every: Optional[int] = None
+
+
+@dataclass
 class LoggerConfig:
     name: str = "csv"  # csv | wandb | tensorboard | none
     project: str = "lhl"
@@ -142,3 +157,4 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    diag: DiagConfig = field(default_factory=DiagConfig)

@@ -20,16 +20,32 @@ from lhl.core.distributed import rank_and_world
 from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase, phase_seed, phase_slices
 from lhl.data.resumable import ResumableLoader
+from lhl.data.tuning import generates_tuning_views, held_out, stream_of, stream_options
 from lhl.tasks.base import TaskSpec
 
 
 def build_dataset(data_cfg: DictConfig, split: str, tasks: List[str],
-                  index_tasks: Optional[List[str]] = None) -> Dataset:
+                  index_tasks: Optional[List[str]] = None, phases: Optional[int] = None) -> Dataset:
     """The dataset of `split` loading `tasks`; `index_tasks` (the sequence's tasks) fixes its sample
-    list for datasets that take that option, so every phase slices the same samples."""
+    list for datasets that take that option, so every phase slices the same samples. On the tuning
+    stream (`lhl.data.tuning`) of a dataset without a generator, `split` names the held-out train
+    images ("val") or the rest ("train"), cut by the sequence's phases (`phases`, default the
+    number of `index_tasks`)."""
     cls, options = checked_options(data_cfg)
+    options = stream_options(cls, options, data_cfg)
     if index_tasks is not None and "index_tasks" in dataset_options(cls):
         options["index_tasks"] = list(index_tasks)
+    if stream_of(data_cfg) == "tune" and not generates_tuning_views(cls):
+        # the tuning stream of a dataset without a generator: the reported split is never opened
+        full = cls(root=data_cfg.root, split="train", tasks=list(tasks), **options)
+        phases = phases or (len(index_tasks) if index_tasks else None)
+        if not phases:
+            raise ValueError("build_dataset: the tuning stream's held-out set needs the sequence's phases")
+        kept, held = held_out(len(full), phases, data_cfg.val_fraction, data_cfg.shuffle_split, data_cfg.split_seed)
+        subset = Subset(full, held if split == "val" else kept)
+        if hasattr(full, "CLASSES"):
+            subset.CLASSES = full.CLASSES  # per-class tables name their rows
+        return subset
     return cls(root=data_cfg.root, split=split, tasks=list(tasks), **options)
 
 
@@ -57,7 +73,7 @@ class LifelongDataModule(pl.LightningDataModule):
         """Generates a dataset that is made on demand (synthetic rooms) once, before ranks read it."""
         cls, options = checked_options(self.cfg)
         if hasattr(cls, "prepare"):
-            cls.prepare(root=self.cfg.root, **options)
+            cls.prepare(root=self.cfg.root, **stream_options(cls, options, self.cfg))
 
     def set_phase(self, phase: Phase) -> None:
         """Train on `phase`'s slice and tasks, evaluate its `eval_tasks`."""

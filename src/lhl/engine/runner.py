@@ -107,7 +107,7 @@ class PhaseRunner:
         dm = LifelongDataModule(cfg.data, self.specs, seed=int(cfg.run.seed), channels_last=cfg.train.channels_last)
         if pl.utilities.rank_zero_only.rank == 0:
             dm.prepare_data()
-        val_set = build_dataset(cfg.data, "val", list(self.specs)[:1])  # a missing dataset fails here, at once
+        val_set = build_dataset(cfg.data, "val", list(self.specs)[:1], phases=len(self.specs))  # a missing dataset fails here, at once
         self.requeue.check("after data preparation")
         self.folder.root.mkdir(parents=True, exist_ok=True)
         if pl.utilities.rank_zero_only.rank == 0:  # one writer per run folder, or a clear refusal
@@ -117,6 +117,7 @@ class PhaseRunner:
             atomic_write_text(self.folder.config, to_yaml(cfg))  # the first run's settings
         results = self._results()
         results.meta.setdefault("class_names", class_names(val_set, self.specs))
+        self._set_aside_unreadable_phases(results)
         done = {int(p["phase"]) for p in results.phases}
         network: Optional[MultiHeadPredictor] = None
         for phase in self.plan:
@@ -144,6 +145,23 @@ class PhaseRunner:
                     self._record(results, phase, module, dm)
             self.requeue.check(f"after phase {phase.index}")  # every rank: a collective under DDP
         return results
+
+    def _set_aside_unreadable_phases(self, results: Results) -> None:
+        """Resuming: a recorded phase whose `phase.ckpt` is truncated or corrupt is set aside
+        (`phase.ckpt.corrupt`) and run again, with every phase after it, from the last good one
+        (every phase is seeded by (seed, phase): the numbers come out the same)."""
+        recorded = sorted({int(p["phase"]) for p in results.phases})
+        if not recorded or len(recorded) == len(self.plan):  # nothing to start from, or nothing left to run
+            return
+        for index in reversed(recorded):
+            reason = self.folder.phase_ckpt_unreadable(index)
+            if reason is None:
+                return
+            path = self.folder.phase_ckpt(index)
+            then = f"phase {index + 1} runs again from " + (f"phase {index}'s checkpoint" if index else "the start")
+            if pl.utilities.rank_zero_only.rank == 0 and path.is_file():
+                self.folder.set_aside(path, reason, then)
+            results.phases = [p for p in results.phases if int(p["phase"]) < index]
 
     def _start_network(self, phase: Phase, done) -> MultiHeadPredictor:
         """A new network, or the one saved after the last completed phase (resume), of the
@@ -181,7 +199,8 @@ class PhaseRunner:
         if teacher is not None:
             aligner = self.method.upgrade_aligner(phase, network, teacher)
         dm.set_phase(phase)
-        module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step, aligner)
+        module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step, aligner,
+                                diag_every=cfg.diag.every)
         if teacher is not None and module.needs_teacher():
             module.set_teacher(teacher)  # the TeacherSwap callback keeps it
         self.loggers, self.wandb = build_loggers(cfg, self.folder, phase.index, self.wandb)
@@ -204,7 +223,7 @@ class PhaseRunner:
             for stale in self.folder.mid_phase_checkpoints(phase.index):  # never resume a new run from these
                 stale.unlink()
         trainer.strategy.barrier()
-        ckpt = self.folder.resume_checkpoint(phase.index)
+        ckpt = self.folder.resume_checkpoint(phase.index, set_aside=trainer.is_global_zero)  # unreadable: set aside
         if ckpt is not None and trainer.is_global_zero:
             print(f"   resuming phase {phase.index + 1} from {ckpt}", flush=True)
         trainer.fit(module, datamodule=dm, ckpt_path=None if ckpt is None else str(ckpt))
@@ -238,11 +257,12 @@ class PhaseRunner:
         from lhl.reporting.curves import save_phase_curve
         from lhl.reporting.gallery import save_phase_gallery
         from lhl.reporting.plots import plot_forgetting
+        from lhl.reporting.render import write_results
 
         metrics = module.last_eval
         results.add_phase(phase.index, list(phase.train_tasks), metrics, module.last_details)
         results.note_machine(machine_info(module.device))
-        results.save(self.folder.root)
+        write_results(results, self.folder.root)
         if self.cfg.eval.get("every_n_epochs"):  # the phase's learning curve; a re-run phase replaces its rows
             save_phase_curve(self.folder.curves_json, phase.index, module.curve)
         plot_forgetting(results, self.folder.forgetting_plot)

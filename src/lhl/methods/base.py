@@ -11,7 +11,7 @@ second dict. Hooks around the optimiser step let a method see the gradient befor
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,44 @@ class Step:
     aligner: Optional[nn.Module] = None
 
 
+@dataclass(frozen=True)
+class Knob:
+    """A method's stability knob, for `lhl tune`: the option that trades the old tasks against the
+    new one, and its default grid, ordered from the most plastic value (the first, the finetune end:
+    0 for a weight) to the most stable. Grids are log-spaced (`space="log"`: the values after 0;
+    `"one_minus_log"`: 1 - value, for energy thresholds that approach 1) with five values each.
+    `tied` moves other options with it, as (option, factor) pairs (DER++'s beta = 5 alpha, the
+    ratio of Mammoth's best arguments)."""
+
+    option: str
+    grid: Tuple[float, ...]
+    tied: Tuple[Tuple[str, float], ...] = ()
+    space: str = "log"
+
+    def overrides(self, value: float) -> List[str]:
+        """The `key=value` overrides that set the knob to `value`."""
+        out = [f"method.{self.option}={float(value)!r}"]
+        out += [f"method.{name}={float(value) * factor!r}" for name, factor in self.tied]
+        return out
+
+    def beyond(self, values: Sequence[float], edge: str) -> Optional[float]:
+        """The next grid point past the most stable value (`edge="stable"`), or between the finetune
+        end and the next value (`edge="plastic"`), one log step on; None where there is none."""
+        v = sorted(float(x) for x in values)  # both spaces grow more stable with the value
+        t = [self._transform(x) for x in v]
+        if edge == "stable" and len(t) >= 2 and t[-2] > 0:
+            return self._inverse(t[-1] * t[-1] / t[-2])
+        if edge == "plastic" and len(t) >= 3 and t[1] > 0 and t[2] > 0 and self.space == "log":
+            return self._inverse(t[1] * t[1] / t[2])
+        return None
+
+    def _transform(self, x: float) -> float:
+        return float(x) if self.space == "log" else 1.0 - float(x)
+
+    def _inverse(self, t: float) -> float:
+        return float(f"{(t if self.space == 'log' else 1.0 - t):.6g}")
+
+
 @dataclass
 class MethodOptions:
     """Options common to all methods (subclasses add their own fields)."""
@@ -51,6 +89,8 @@ class Method:
     uses_teacher: bool = False
     #: why the method cannot cross an architecture upgrade (`model.upgrade_at`), or None if it can
     upgrade_refusal: Optional[str] = None
+    #: the stability knob `lhl tune` selects (None: the method has none and is not tuned)
+    stability: Optional[Knob] = None
 
     def __init__(self, options: MethodOptions, tasks: Dict[str, TaskSpec]):
         self.opts = options
@@ -94,7 +134,6 @@ class Method:
         map must lie in its term's autograd graph, so that d term / d map is the weight the term
         gives each pixel (`lhl.engine.diagnostics`). Default: none."""
         return {}
-
 
     # --- state and hooks ------------------------------------------------------------------------
     def to(self, device: torch.device) -> None:

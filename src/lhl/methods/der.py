@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from lhl.core.registry import METHODS
 from lhl.data.protocol import Phase
-from lhl.methods.base import Step, Terms
+from lhl.methods.base import Knob, Step, Terms
 from lhl.methods.er import ER, EROptions
 from lhl.tasks.base import TaskSpec
 
@@ -71,6 +71,7 @@ class DERppOptions(DEROptions):
 @METHODS.register("der")
 class DER(ER):
     Options = DEROptions
+    stability = Knob("alpha", (0.0, 0.03, 0.1, 0.3, 1.0))
 
     def __init__(self, options, tasks):
         super().__init__(options, tasks)
@@ -129,3 +130,4 @@ class DER(ER):
 @METHODS.register("derpp")
 class DERpp(DER):
     Options = DERppOptions
+    stability = Knob("alpha", (0.0, 0.03, 0.1, 0.3, 1.0), tied=(("beta", 5.0),))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from lhl.core.registry import METHODS
 from lhl.data.protocol import Phase
-from lhl.methods.base import Method, MethodOptions, Step, Terms
+from lhl.methods.base import Knob, Method, MethodOptions, Step, Terms
 from lhl.methods.shared.reservoir import ReservoirBuffer
 
 
@@ -48,6 +48,8 @@ class EROptions(MethodOptions):
 
 @METHODS.register("er")
 class ER(Method):
+
+    stability = Knob("replay_weight", (0.0, 0.3, 1.0, 3.0, 10.0))
     Options = EROptions
 
     def __init__(self, options, tasks):

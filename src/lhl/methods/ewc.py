@@ -16,6 +16,7 @@ from lhl.methods.shared.quadratic import (
 )
 from lhl.data.protocol import Phase
 from lhl.core.registry import METHODS
+from lhl.methods.base import Knob
 
 
 @dataclass
@@ -54,6 +55,8 @@ def supervised_objective(tasks, names):
 
 @METHODS.register("ewc")
 class EWC(QuadraticRegulariser):
+
+    stability = Knob("lambda", (0.0, 10.0, 100.0, 1000.0, 10000.0))
     Options = EWCOptions
     term_name = "ewc"
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from lhl.core.distributed import rank_and_world
 from lhl.core.registry import METHODS
 from lhl.data.protocol import Phase
-from lhl.methods.base import MethodOptions, Step, Terms
+from lhl.methods.base import Knob, MethodOptions, Step, Terms
 from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.shared.herding import herding_order, load_samples, pooled_features
 from lhl.methods.shared.quadratic import estimation_mode, parameter_device
@@ -60,6 +60,8 @@ class ICaRLOptions(MethodOptions):
 
 @METHODS.register("icarl")
 class ICaRL(PseudoLabelDistillation):
+
+    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0))
     Options = ICaRLOptions
     log_prefix = "icarl"
 

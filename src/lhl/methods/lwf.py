@@ -11,11 +11,14 @@ from torch import Tensor
 from lhl.methods.shared.distillation import PseudoLabelDistillation
 from lhl.methods.shared.upgrade import UpgradeOptions
 from lhl.core.registry import METHODS
+from lhl.methods.base import Knob
 
 
 @METHODS.register("lwf")
 class LwF(PseudoLabelDistillation):
     """L = L_new + new * sum_k task_k.loss(student_k, pseudo_label(teacher_k)); logs `lwf/<task>`."""
+
+    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0))
 
     log_prefix = "lwf"
 

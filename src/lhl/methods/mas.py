@@ -17,6 +17,7 @@ from lhl.methods.shared.quadratic import (
 )
 from lhl.data.protocol import Phase
 from lhl.core.registry import METHODS
+from lhl.methods.base import Knob
 
 
 @dataclass
@@ -46,6 +47,8 @@ def output_norm_objective(names):
 
 @METHODS.register("mas")
 class MAS(QuadraticRegulariser):
+
+    stability = Knob("lambda", (0.0, 0.1, 1.0, 10.0, 100.0))
     Options = MASOptions
     term_name = "mas"
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from lhl.core.distributed import rank_and_world
 from lhl.core.registry import METHODS
 from lhl.data.protocol import Phase
-from lhl.methods.base import Method, MethodOptions
+from lhl.methods.base import Knob, Method, MethodOptions
 from lhl.methods.shared.subspace import (
     input_covariances, project_out, projectable_convolutions, update_basis,
 )
@@ -68,6 +68,8 @@ def _force_eval(module: nn.Module, inputs) -> None:
 
 @METHODS.register("sgp")
 class SGP(Method):
+
+    stability = Knob("threshold", (0.1, 0.7, 0.9, 0.97, 0.99), space="one_minus_log")
     Options = SGPOptions
     upgrade_refusal = ("its bases are per convolution of the old network's backbone, and the upgraded "
                        "network has other layers")

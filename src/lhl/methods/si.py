@@ -20,6 +20,7 @@ from lhl.methods.shared.quadratic import (
 )
 from lhl.data.protocol import Phase
 from lhl.core.registry import METHODS
+from lhl.methods.base import Knob
 
 
 @dataclass
@@ -38,6 +39,8 @@ class SIOptions(RegulariserOptions):
 
 @METHODS.register("si")
 class SI(QuadraticRegulariser):
+
+    stability = Knob("c", (0.0, 0.1, 1.0, 10.0, 100.0))
     Options = SIOptions
     term_name = "si"
 

@@ -13,7 +13,7 @@ from lhl.reporting.plots import save_gallery
 
 @torch.no_grad()
 def save_phase_gallery(network, dm, tasks: List[str], n: int, path: Path) -> None:
-    ds = build_dataset(dm.cfg, "val", tasks)
+    ds = build_dataset(dm.cfg, "val", tasks, phases=len(dm.order))
     samples = [ds[i] for i in range(min(n, len(ds)))]
     device = next(network.parameters()).device
     images = torch.stack([s["image"] for s in samples]).to(device)

@@ -26,13 +26,15 @@ from lhl.reporting.plots import plot_compare
 from lhl.reporting.aggregate import compare
 from lhl.tools.runs import run_status
 
-USAGE = """usage: lhl compare seq=NAME methods="m1 m2 ..." [seeds="0 1 2"] [ref=METHOD] [sweep=key=v1,v2]
+USAGE = """usage: lhl compare seq=NAME methods="m1 m2 ..." [seeds="0 1 2"] [ref=METHOD] [tuned=FILE] [sweep=key=v1,v2]
                    [jobs=N] [aggregate=true | --aggregate-only] [slurm=true JOB_KEYS] [key=value ...]
        lhl compare runs="GLOB ..." [ref=LABEL] [out=DIR]
 
   seq= methods= seeds=    the runs: one per method x seed (seeds= absent: the preset's run.seeds, else run.seed)
   ref=METHOD              Δ against this method's runs (added to the runs when not in methods=)
   sweep=key=v1,v2         one run per method x seed x value (labels "method key=value")
+  tuned=FILE              each method at its stability weight chosen by `lhl tune` (FILE: its tuned.yaml;
+                          methods it does not list run at their presets)
   jobs=N                  N runs at a time, each its own `lhl run` process on 1/N of the threads
                           (logs in <compare folder>/logs/); on a CPU machine two single-thread runs
                           finish a table sooner than one two-thread run at a time (default 1: in turn)
@@ -68,7 +70,7 @@ def _jobs(value: str) -> int:
 def parse(argv: List[str]) -> dict:
     """compare's own keys, and the rest (overrides for every run) in order."""
     opts = dict(seq=None, methods=[], seeds=[None], ref=None, sweep=None, aggregate=False, runs=[],
-                slurm=False, out=None, jobs=1, rest=[])
+                slurm=False, out=None, jobs=1, tuned=None, rest=[])
     for arg in argv:
         key, _, value = arg.partition("=")
         if arg == "--aggregate-only":
@@ -83,6 +85,8 @@ def parse(argv: List[str]) -> dict:
             opts[key] = _true(value)
         elif key == "jobs":
             opts["jobs"] = _jobs(value)
+        elif key == "tuned":
+            opts["tuned"] = value or None
         elif key == "out":  # run.out_dir here and in every run (not `lhl slurm`'s script path)
             opts["out"] = value
             opts["rest"].append(f"run.out_dir={value}")
@@ -100,6 +104,11 @@ def plan(opts: dict) -> List[Tuple[str, List[str], object]]:
     if ref and ref not in methods:
         methods.append(ref)
     values = [None] if opts["sweep"] is None else opts["sweep"][1]
+    tuned: Dict[str, List[str]] = {}
+    if opts.get("tuned"):
+        from lhl.tools.tuned_file import load, overrides_for
+
+        tuned = overrides_for(load(opts["tuned"]), seq, opts["tuned"])
     seeds = opts["seeds"]
     if seeds == [None]:  # no seeds=: the preset's run.seeds, else its run.seed
         preset_seeds = load_config([], [f"seq={seq}", *opts["rest"]]).run.seeds
@@ -111,7 +120,7 @@ def plan(opts: dict) -> List[Tuple[str, List[str], object]]:
             label = method if value is None else f"{method} {extra[0]}"
             for seed in seeds:
                 args = [f"seq={seq}", f"method={method}", *([f"seed={seed}"] if seed is not None else []),
-                        *opts["rest"], *extra]
+                        *tuned.get(method, []), *opts["rest"], *extra]
                 out.append((label, args, load_config([], args)))
     return out
 
@@ -166,6 +175,25 @@ def aggregate(groups: Dict[str, List[Path]], ref: Optional[str], out_dir: Path) 
     return 0
 
 
+def write_slurm(argv: List[str]) -> int:
+    """`slurm=true`: the comparison's runs as one job array plus its aggregation job."""
+    from lhl.tools.compare_slurm import JOB_KEYS, write_array
+
+    job_args = [a for a in argv if a.partition("=")[0] in JOB_KEYS | {"submit"}]
+    compare_args = [a for a in argv if a.partition("=")[0] not in JOB_KEYS | {"submit", "slurm", "aggregate"}
+                    and a != "--aggregate-only"]
+    opts = parse(compare_args)
+    configs = plan(opts)
+    groups: Dict[str, List[Path]] = {}
+    for label, _, cfg in configs:
+        groups.setdefault(label, []).append(run_folder_of(cfg).root)
+    out = compare_dir(Path(configs[-1][2].run.out_dir), opts["seq"], groups, opts["ref"])
+    code = write_array(configs, out / "slurm", f"lhl-compare-{opts['seq']}-{out.name}", job_args,
+                       ["compare", *compare_args])
+    print(f"comparison folder: {out}")
+    return code
+
+
 def cli(argv: List[str]) -> int:
     if any(a in ("-h", "--help", "help") for a in argv):
         print(USAGE)
@@ -180,9 +208,7 @@ def cli(argv: List[str]) -> int:
         if opts["jobs"] > 1:
             raise ConfigError("compare: jobs= runs the comparison here, slurm=true submits each run as its "
                               "own job: give one of them")
-        from lhl.tools.compare_slurm import write_jobs
-
-        return write_jobs(argv, opts)
+        return write_slurm(argv)
     configs = plan(opts)
     groups: Dict[str, List[Path]] = {}
     for label, _, cfg in configs:

@@ -56,6 +56,16 @@ class SyntheticRooms(MTANNpyDataset):
         check_classes(classes)
         return writer.ensure_set(writer.set_params(**options), cache=cache, root=root)
 
+    #: the tuning stream's generator seed is the set's seed plus this (`lhl.data.tuning`): other
+    #: views from the same distributions, far from the small seeds of presets and from the
+    #: pretraining set's (`engine.synthetic_init.PRETRAIN`, 7919)
+    TUNING_SEED_OFFSET = 104729
+
+    @classmethod
+    def tuning_options(cls, options: dict) -> dict:
+        """`data.options` of the tuning variant (`data.stream=tune`): the same set at another seed."""
+        return {**options, "seed": int(options.get("seed", 0)) + cls.TUNING_SEED_OFFSET}
+
     @classmethod
     def task_info(cls, classes=13, **options) -> dict:
         return {**NYUv2.task_info(), "semantic": ("semantic", check_classes(classes))}

@@ -9,7 +9,7 @@ from torch import Tensor
 from lhl.core.registry import METHODS
 from lhl.losses.had_paper import PaperConfig
 from lhl.losses.had_terms import HAD_TERMS
-from lhl.methods.base import Step, Terms
+from lhl.methods.base import Knob, Step, Terms
 from lhl.methods.had.dispatch import old_task_had
 from lhl.methods.had.options import HADOptions
 from lhl.methods.shared.distillation import PseudoLabelDistillation
@@ -23,6 +23,7 @@ class HAD(PseudoLabelDistillation):
     log_prefix = "had"
 
     Options = HADOptions
+    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0))  # `lhl tune`'s grid, every mode
 
     def __init__(self, options: HADOptions, tasks):
         super().__init__(options, tasks)

@@ -1,0 +1,150 @@
+"""`lhl tune`: declared knobs, the tuning stream, selection, and tuned.yaml into compare."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import tiny_overrides
+from lhl.config import ConfigError
+from lhl.core.registry import METHODS
+from lhl.data.tuning import held_out
+from lhl.reporting.results import Results
+from lhl.reporting.tuning import new_task_delta, non_dominated, on_edge, select
+from lhl.tools import compare, tune
+
+UNTUNED = {"finetune", "joint", "single_task", "spg"}
+
+
+def test_every_method_with_a_stability_weight_declares_a_five_point_grid_from_the_finetune_end():
+    for name in METHODS:
+        knob = METHODS.get(name).stability
+        if name in UNTUNED:
+            assert knob is None, name
+            continue
+        assert knob is not None, f"{name} declares no stability knob"
+        assert len(knob.grid) == 5 and list(knob.grid) == sorted(knob.grid), name
+        if knob.space == "log":
+            assert knob.grid[0] == 0.0, f"{name}: the finetune end of a weight is 0"
+
+
+def test_a_method_without_a_knob_is_refused_with_the_methods_that_have_one():
+    opts = tune.parse(["seq=synthetic_small_s1", "methods=lwf spg"])
+    with pytest.raises(ConfigError, match="method 'spg' declares no stability knob.*Methods with a knob: .*lwf"):
+        tune.knobs(opts)
+
+
+def test_grid_widening_steps_one_log_step_past_the_edge():
+    lwf, sgp, derpp = (METHODS.get(n).stability for n in ("lwf", "sgp", "derpp"))
+    assert lwf.beyond(lwf.grid, "stable") == pytest.approx(10.0 * 10.0 / 3.0, rel=1e-5)
+    assert lwf.beyond(lwf.grid, "plastic") == pytest.approx(0.3 * 0.3 / 1.0)
+    assert sgp.beyond(sgp.grid, "stable") == pytest.approx(1 - 0.01 * 0.01 / 0.03, rel=1e-5)
+    assert sgp.beyond(sgp.grid, "plastic") is None
+    assert derpp.overrides(0.1) == ["method.alpha=0.1", "method.beta=0.5"]
+
+
+def _pt(value, d, pl=0.0, st=0.0):
+    return {"value": value, "delta": {"mean": d}, "plasticity": {"mean": pl}, "stability": {"mean": st}}
+
+
+def test_selection_objectives_edges_and_frontier():
+    pts = [_pt(0.0, 0.0, 0.0, -30.0), _pt(1.0, 4.0, -10.0, -10.0), _pt(3.0, 6.0, -25.0, -4.0),
+           _pt(10.0, 5.0, -40.0, -1.0)]
+    assert select(pts, "delta") == 3.0
+    assert select(pts, "plasticity_decay", p=0.2) == 1.0  # 3 and 10 lose more than 20 % plasticity
+    assert select(pts, "plasticity_decay", p=0.5) == 10.0
+    assert on_edge(pts, 10.0) == "stable" and on_edge(pts, 1.0) == "plastic" and on_edge(pts, 3.0) is None
+    assert non_dominated(pts) == [0.0, 1.0, 3.0, 10.0]
+    assert non_dominated(pts + [_pt(0.3, 0.0, -20.0, -20.0)]) == [0.0, 1.0, 3.0, 10.0]
+    with pytest.raises(ValueError, match="objective"):
+        select(pts, "best_test_score")
+
+
+def _results(seed, after):
+    meta = {"seed": seed, "tasks": ["a", "b"], "directions": {"a": {"acc": True}, "b": {"err": False}}}
+    return Results(meta, [{"phase": i, "trained": [t], "metrics": m} for i, (t, m) in enumerate(after)])
+
+
+def test_plasticity_is_the_new_tasks_gain_right_after_its_phase_against_finetune():
+    run = _results(0, [("a", {"a": {"acc": 0.5}}), ("b", {"a": {"acc": 0.4}, "b": {"err": 1.2}})])
+    ref = _results(0, [("a", {"a": {"acc": 0.5}}), ("b", {"a": {"acc": 0.1}, "b": {"err": 1.0}})])
+    # b's error is 20 % worse than finetune's right after phase 1; phase 0 is every method's alike
+    assert new_task_delta(run, ref) == pytest.approx(-20.0)
+
+
+def test_held_out_takes_the_fraction_of_every_phase_slice_and_keeps_the_rest():
+    kept, held = held_out(30, 3, 0.2, split_seed=0)
+    assert len(held) == 6 and not set(kept) & set(held) and sorted(kept + held) == list(range(30))
+    assert [sum(lo <= i < lo + 10 for i in held) for lo in (0, 10, 20)] == [2, 2, 2]
+    assert held_out(30, 3, 0.2, split_seed=0) == (kept, held)
+    with pytest.raises(ValueError, match="val_fraction"):
+        held_out(30, 3, 1.0)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, synth_cache):
+    """A two-phase tiny sequence, finetune and LwF at one weight, one seed, on the tuning stream,
+    with every generated synthetic view recorded (which seeds were ever drawn)."""
+    from lhl.data.synthetic_rooms import writer
+
+    tmp = tmp_path_factory.mktemp("tune")
+    seeds_drawn = set()
+    original = writer.generate_sample
+
+    def spy(seed, split, index, height, width):
+        seeds_drawn.add(int(seed))
+        return original(seed, split, index, height, width)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(writer, "generate_sample", spy)
+    argv = ["methods=lwf", "grid.lwf=1", "seeds=0", "widen=0",
+            *tiny_overrides(tmp, tmp / "cache", **{"sequence.tasks": "[semantic,depth]"})]
+    try:
+        code = tune.cli(argv)
+    finally:
+        mp.undo()
+    return tmp, argv, code, seeds_drawn
+
+
+def test_selection_never_reads_the_reported_split(tuned):
+    from lhl.data.sources.synthetic import SyntheticRooms
+
+    tmp, _, code, seeds_drawn = tuned
+    assert code == 0
+    assert seeds_drawn == {SyntheticRooms.TUNING_SEED_OFFSET}, "a reported-split view was generated"
+    for cfg in Path(tmp, "runs").rglob("config.yaml"):
+        assert yaml.safe_load(cfg.read_text())["data"]["stream"] == "tune", cfg
+
+
+def test_a_run_of_the_reported_split_is_refused_by_selection(tuned):
+    from lhl.tools.tune_report import ReportedSplitRead, finished_results
+
+    tmp = tuned[0]
+    folder = next(p.parent for p in Path(tmp, "runs").rglob("results.json") if "lwf" in str(p))
+    cfg = yaml.safe_load((folder / "config.yaml").read_text())
+    cfg["data"]["stream"] = "report"
+    (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+    try:
+        with pytest.raises(ReportedSplitRead, match="data.stream=report"):
+            finished_results(folder)
+    finally:
+        cfg["data"]["stream"] = "tune"
+        (folder / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_tuned_yaml_round_trips_into_compare(tuned):
+    tmp, argv, _, _ = tuned
+    path = Path(tmp, "runs", "synthetic_s1", "tuned.yaml")
+    data = yaml.safe_load(path.read_text())
+    entry = data["methods"]["lwf"]
+    assert entry["chosen"] == 1.0 and entry["overrides"] == ["method.new=1.0"] and entry["stream"] == "tune"
+    assert [p["value"] for p in entry["points"]] == [1.0] and entry["points"][0]["delta"]["n"] == 1
+    assert list(Path(tmp, "runs", "synthetic_s1", "tune").glob("*/frontier.png"))
+    rest = [a for a in argv if not a.startswith(("methods=", "grid.", "seeds=", "widen="))]
+    opts = compare.parse(["methods=lwf finetune", "seeds=3", f"tuned={path}", *rest])
+    by_method = {cfg.method.name: (args, cfg) for _, args, cfg in compare.plan(opts)}
+    assert by_method["lwf"][1].method.new == 1.0 and by_method["lwf"][1].data.stream == "report"
+    assert "method.new=1.0" not in by_method["finetune"][0]
+    with pytest.raises(ConfigError, match="chosen for sequence 'synthetic_s1', not 'synthetic_s2'"):
+        compare.plan(compare.parse(["seq=synthetic_s2", "methods=lwf", f"tuned={path}"]))
