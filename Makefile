@@ -124,10 +124,10 @@ test: install ## the test suite on CPU (ARGS: pytest arguments)
 	$(BIN)/python -m pytest -q $(ARGS)
 
 docs: install ## build the documentation site into site/ (mkdocs --strict: a warning fails)
-	$(BIN)/mkdocs build --strict --site-dir site $(ARGS)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site $(ARGS)
 
 docs-serve: install ## serve the documentation at http://127.0.0.1:8000 while editing
-	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 clean-runs: ## print what RUNS_DIR holds, then remove it
 	@if [ -d "$(RUNS_DIR)" ]; then \
