@@ -39,6 +39,67 @@ def imported(path: Path):
                     yield alias.name, node.lineno
 
 
+def import_graph() -> dict:
+    """{module: the lhl modules it imports}, file by file, imports inside functions included: a
+    `from package import name` counts as importing the module `package.name` where that is one,
+    else the package."""
+    known = dict(modules())
+
+    def module_of(target: str) -> str:
+        while target not in known and "." in target:
+            target = target.rsplit(".", 1)[0]
+        return target
+
+    graph = {}
+    for name, path in known.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lhl") and node.level == 0:
+                targets |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else module_of(node.module)
+                            for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets |= {module_of(a.name) for a in node.names if a.name.startswith("lhl")}
+        graph[name] = targets - {name, "lhl"}
+    return graph
+
+
+def cycles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while not component or component[-1] != v:
+                component.append(stack.pop())
+                on_stack.discard(component[-1])
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_file_level_import_cycle():
+    assert cycles(import_graph()) == [], "modules that import each other (directly or through others)"
+
+
+def test_the_cycle_check_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert cycles(graph) == [["a", "b", "c"]] and cycles({"a": {"b"}, "b": set()}) == []
+
+
 @pytest.mark.parametrize("name,path", list(modules()), ids=lambda v: str(v) if isinstance(v, str) else "")
 def test_no_import_runs_upward(name, path):
     own = layer_of(name)

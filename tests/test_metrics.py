@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassJaccardIndex
 
-from lhl.tasks.metrics import DepthMetric, NormalMetric, SemanticMetric
+from lhl.tasks.depth import DepthMetric
+from lhl.tasks.normal import NormalMetric
+from lhl.tasks.semantic import SemanticMetric
 from lhl.tasks.depth import DepthTask
 from lhl.tasks.normal import NormalTask
 from lhl.tasks.semantic import SemanticTask

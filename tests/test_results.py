@@ -9,7 +9,7 @@ import torch
 from lhl.core.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from lhl.reporting.plots import plot_compare, plot_forgetting, save_gallery
 from lhl.reporting.aggregate import compare
-from lhl.reporting.render import arrow, render_markdown
+from lhl.reporting.render import arrow, render_markdown, write_results
 from lhl.reporting.report_cli import cli, report
 from lhl.reporting.results import Results
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
@@ -45,6 +45,8 @@ def test_save_load_round_trip_and_replace(tmp_path):
                              "depth": {"abs_err": 0.5, "rel_err": torch.tensor(0.2)}})  # resumed phase
     r.add_phase(2, "normal", {"normal": {"mean": float("nan")}})
     r.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]  # the data model renders nothing
+    write_results(r, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.md"]
     stored = json.loads((tmp_path / "results.json").read_text())
     assert stored["phases"][2]["metrics"]["normal"]["mean"] is None  # NaN is written as null
@@ -67,7 +69,7 @@ def test_per_class_details_round_trip_and_tables(tmp_path):
                 {"semantic": {"class_iou": [0.75, 0.25, float("nan")]}})
     r.add_phase(1, "depth", {"semantic": {"miou": 0.4, "pixacc": 0.7}, "depth": {"abs_err": 0.5, "rel_err": 0.2}},
                 {"semantic": {"class_iou": torch.tensor([0.6, 0.2, 0.0])}})
-    r.save(tmp_path)
+    write_results(r, tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["phases"][0]["details"]["semantic"]["class_iou"][2] is None
     back = Results.load(tmp_path)
     first, second = back.class_iou("semantic")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from lhl.tasks import TASKS, LabelFacts, build_task
-from lhl.tasks.metrics import NormalMetric
+from lhl.tasks.normal import NormalMetric
 
 NAN = float("nan")
 S = 1 / math.sqrt(2)

@@ -18,12 +18,9 @@ def phase_epochs(train: Mapping, tasks: Sequence[str]) -> int:
     return epochs * int(train.get("epoch_scale") or 1)
 
 
-def check_epochs(cfg: DictConfig) -> None:
-    """train.task_epochs names tasks the dataset offers (a preset's entry for a task the sequence
-    was cut down to leave out does nothing), every count and train.epoch_scale is >= 1."""
-    from lhl.config.resolve import task_info
-
-    offered = sorted(task_info(cfg.data))
+def check_epochs(cfg: DictConfig, offered: Sequence[str]) -> None:
+    """train.task_epochs names tasks the dataset offers (`offered`; a preset's entry for a task the
+    sequence was cut down to leave out does nothing), every count and train.epoch_scale is >= 1."""
     for task, n in (cfg.train.get("task_epochs") or {}).items():
         if task not in offered:
             raise ConfigError(f"train.task_epochs.{task}: '{task}' is no task of dataset '{cfg.data.dataset}' "

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from lhl.core.optim import build_optimizer
 from lhl.models.frozen import hold_outside
-from lhl.tasks.metrics import SemanticMetric
+from lhl.tasks.semantic import SemanticMetric
 
 
 class DistillModule(pl.LightningModule):

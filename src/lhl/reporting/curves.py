@@ -1,5 +1,5 @@
 """Learning curves within each phase (`eval.every_n_epochs`): a run folder's `curves.json`, the
-convergence table, its plot, and `lhl curves RUN [--out FILE]`.
+convergence table and its plot (the command `lhl curves`: `lhl.cli.curves`).
 
 `curves.json` is a list of rows `{"phase": i, "epoch": e (1-based), "step": optimiser steps of the
 phase so far, "trained": [tasks], "metrics": {task: {metric: value}}}`, one per in-fit validation.
@@ -23,16 +23,14 @@ Over several seeds (`lhl curves RUN... --short SHORT...`): `curves_over_seeds`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from omegaconf import OmegaConf
 
-from lhl.core.errors import USER_ERRORS, MissingInput, UsageError
+from lhl.core.errors import MissingInput, UsageError
 from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
 from lhl.config.epochs import phase_epochs
 from lhl.config.keys import RESUMABLE_CHANGES, flatten
@@ -151,7 +149,7 @@ def annealed(cfg: Mapping) -> bool:
     return str((cfg.get("train") or {}).get("lr_schedule", "constant")) != "constant"
 
 
-def _differences(first: Path, other: Path, also: tuple = (), label: str = "long run") -> str:
+def config_differences(first: Path, other: Path, also: tuple = (), label: str = "long run") -> str:
     """The settings in which run `other` differs from run `first`, besides `_MAY_DIFFER` and `also`,
     as "key: other's (<label> first's)" ('' when none)."""
     a, b = flatten(_config(first)), flatten(_config(other))
@@ -166,7 +164,7 @@ def check_short(long_dir: Path, short_dir: Path, phases: Mapping[int, Sequence[s
     checking the short run is the long run with fewer epochs in every phase: the same settings and
     seed but for its epochs (`_EPOCH_KEYS`) and where and how it ran (`_MAY_DIFFER`); a ValueError
     names what differs."""
-    differ = _differences(long_dir, short_dir, _EPOCH_KEYS)
+    differ = config_differences(long_dir, short_dir, _EPOCH_KEYS)
     if differ:
         raise UsageError(f"{short_dir}/config.yaml: --short must be the same run with fewer epochs; it "
                          f"differs in {differ}")
@@ -187,15 +185,15 @@ def phase_tasks(rows: Sequence[Mapping]) -> Dict[int, List[str]]:
     return {int(r["phase"]): list(r["trained"]) for r in rows}
 
 
-def _f(v, spec: str = ".4f") -> str:
+def fmt_or_dash(v, spec: str = ".4f") -> str:
     return "—" if v is None else format(v, spec)
 
 
 def curves_markdown(entries: Sequence[Mapping], title: str = "") -> str:
     """The convergence table as Markdown."""
     head = ["phase", "task", "metric", "epoch E/2", "value E/2", "epoch E", "value E", "reached", f"≥ {CONVERGED}"]
-    rows = [[str(e["phase"]), e["task"], e["metric"] + arrow(e["higher_is_better"]), _f(e["half_epoch"], "d"),
-             _f(e["half"]), str(e["last_epoch"]), _f(e["last"]), _f(e["reached"], ".3f"),
+    rows = [[str(e["phase"]), e["task"], e["metric"] + arrow(e["higher_is_better"]), fmt_or_dash(e["half_epoch"], "d"),
+             fmt_or_dash(e["half"]), str(e["last_epoch"]), fmt_or_dash(e["last"]), fmt_or_dash(e["reached"], ".3f"),
              "—" if e["converged"] is None else ("yes" if e["converged"] else "no")] for e in entries]
     lines = ([f"# Learning curves: {title}", ""] if title else []) + table(head, rows)
     note = ("reached = value(E/2) / value(E) (↑) or value(E) / value(E/2) (↓): the share of the result of "
@@ -268,32 +266,3 @@ def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optio
     points = {(e["phase"], e["task"]): e["half"] for e in entries} if short is not None else None
     plot_curves(rows, results, png, points, short_epochs)
     return entries, md, png, atomic_write_text(png.with_suffix(".md"), md)
-
-
-def cli(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="lhl curves", description=(
-        "Learning curves of a run made with eval.every_n_epochs: each phase's trained task(s)' main "
-        "metric against epoch, and how much of the last epoch's value half the epochs reach; over "
-        "several seeds of one run, also the mean and 95 %% interval of that share."))
-    parser.add_argument("run", nargs="+", help="run folder(s) (holding curves.json and results.json); several: one run on several seeds")
-    parser.add_argument("--out", default=None, help="the plot of a single run (default <run>/curves.png; the table beside it, .md)")
-    parser.add_argument("--short", nargs="+", default=None, help=(
-        "the same run(s) with fewer epochs a phase (e.g. half), one per run and seed: value(E/2) is its value "
-        "right after each phase instead of this run's at epoch E/2; required when train.lr_schedule anneals"))
-    parser.add_argument("--summary", default=None, help="with several runs: write the table over seeds here (.md; a .json beside it)")
-    args = parser.parse_args(argv)
-    try:
-        if len(args.run) == 1 and args.summary is None:
-            _, md, png, md_path = write_curves(args.run[0], args.out, args.short[0] if args.short else None)
-            print(md + f"\nplot: {png}\ntable: {md_path}")
-            return 0
-        if args.out is not None:
-            raise UsageError("--out names the plot of a single run; with several, each run's plot goes to its folder")
-        from lhl.reporting.curves_over_seeds import write_seeds  # it builds on this module
-
-        _, md, path = write_seeds(args.run, args.short, args.summary)
-    except USER_ERRORS as e:
-        print(f"lhl curves: {e}", file=sys.stderr)
-        return 2
-    print(md + "\nper run: <run>/curves.md and curves.png" + (f"\ntable: {path}" if path else ""))
-    return 0

@@ -13,7 +13,7 @@ from typing import List, Mapping, Optional, Sequence
 
 from lhl.core.errors import UsageError
 from lhl.core.io import atomic_write_json, atomic_write_text
-from lhl.reporting.curves import CONVERGED, PathLike, _differences, _f, write_curves
+from lhl.reporting.curves import CONVERGED, PathLike, config_differences, fmt_or_dash, write_curves
 from lhl.reporting.ranks import one_sample_test
 from lhl.reporting.render import arrow, table
 from lhl.reporting.results import Results
@@ -43,8 +43,8 @@ def seeds_markdown(summary: Sequence[Mapping], seeds: Sequence, title: str = "")
     head = ["phase", "task", "metric", "reached per seed (" + ", ".join(str(s) for s in seeds) + ")",
             "mean ± std", "95 % interval", f"mean ≥ {CONVERGED}"]
     rows = [[str(e["phase"]), e["task"], e["metric"] + arrow(e["higher_is_better"]),
-             " / ".join(_f(v, ".3f") for v in e["reached"]),
-             f"{_f(e['mean'], '.3f')} ± {_f(e['std'], '.3f')}",
+             " / ".join(fmt_or_dash(v, ".3f") for v in e["reached"]),
+             f"{fmt_or_dash(e['mean'], '.3f')} ± {fmt_or_dash(e['std'], '.3f')}",
              "—" if e["ci95"] is None else f"[{e['ci95'][0]:.3f}, {e['ci95'][1]:.3f}]",
              "—" if e["converged"] is None else ("yes" if e["converged"] else "no")] for e in summary]
     lines = ([f"# Convergence over seeds: {title}", ""] if title else []) + table(head, rows)
@@ -61,7 +61,7 @@ def write_seeds(runs: Sequence[PathLike], shorts: Optional[Sequence[PathLike]] =
     if shorts is not None and len(shorts) != len(runs):
         raise UsageError(f"--short: {len(shorts)} runs for {len(runs)} long runs; give one short run per long run")
     for other in runs[1:]:
-        differ = _differences(runs[0], other, ("run.seed",), f"{runs[0]}:")
+        differ = config_differences(runs[0], other, ("run.seed",), f"{runs[0]}:")
         if differ:
             raise UsageError(f"{other}/config.yaml: the runs must be one run on several seeds; it differs in {differ}")
     per_run = [write_curves(r, None, None if shorts is None else shorts[i])[0] for i, r in enumerate(runs)]

@@ -3,12 +3,13 @@ comparison, with the shared direction arrow and table helpers."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Iterable, List, Mapping, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from lhl.core.io import atomic_write_text
 from lhl.core.machine import machine_label
-
-if TYPE_CHECKING:
-    from lhl.reporting.results import Metrics, Results
+from lhl.reporting.paired import ANCHORS
+from lhl.reporting.results import RESULTS_MD, Metrics, PathLike, Results
 
 
 def arrow(higher: Optional[bool]) -> str:
@@ -116,7 +117,14 @@ def machines_note(machines: Iterable[Optional[List[dict]]]) -> List[str]:
     return lines + [""] if lines else []
 
 
-def render_markdown(results: "Results") -> str:
+def write_results(results: Results, run_dir: PathLike) -> Path:
+    """`results.json` and its Markdown, `results.md`, atomically into `run_dir`; the JSON's path."""
+    path = results.save(run_dir)
+    atomic_write_text(Path(run_dir) / RESULTS_MD, render_markdown(results))
+    return path
+
+
+def render_markdown(results: Results) -> str:
     """Per phase every seen task's metrics, then the main-metric matrix (phases x tasks) and the
     final row."""
     lines = [_title(results), ""] + made_on(results)
@@ -170,8 +178,6 @@ def _fmt_rank(v: Optional[float]) -> str:
 def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Optional[Sequence[str]] = None) -> list:
     """Lines of a table: per method, the paired Δ difference against each anchor `mean [lo, hi]`,
     starred when the interval excludes 0; `anchors` default to `paired.ANCHORS`."""
-    from lhl.reporting.paired import ANCHORS  # here, not above: results -> render -> paired -> ranks -> results
-
     present = [a for a in (ANCHORS if anchors is None else anchors) if any(a in p for p in paired.values())]
     if not present:
         return []

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from lhl.core.errors import MissingInput, UsageError
-from lhl.core.io import atomic_write_json, atomic_write_text
-from lhl.reporting.render import render_markdown
+from lhl.core.io import atomic_write_json
 
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
@@ -129,11 +128,9 @@ class Results:
 
     # --- files ----------------------------------------------------------------------------
     def save(self, run_dir: PathLike) -> Path:
-        """Write `results.json` and `results.md` atomically into `run_dir`; returns the JSON path."""
-        run_dir = Path(run_dir)
-        path = atomic_write_json(run_dir / RESULTS_JSON, self.to_dict())
-        atomic_write_text(run_dir / RESULTS_MD, render_markdown(self))
-        return path
+        """Write `results.json` atomically into `run_dir`; returns its path (its Markdown, `results.md`:
+        `lhl.reporting.render.write_results`)."""
+        return atomic_write_json(Path(run_dir) / RESULTS_JSON, self.to_dict())
 
     @classmethod
     def load(cls, path: PathLike) -> "Results":

@@ -1,17 +1,59 @@
 """Depth: one scalar per pixel (metres), raw head output, L1 over valid pixels (label 0 = invalid)."""
 from __future__ import annotations
 
+from typing import Dict
+
 import numpy as np
 import torch
 from torch import Tensor
+from torchmetrics import Metric
 
 from lhl.core.registry import TASKS
 from lhl.tasks.base import LabelFacts, TaskSpec
+from lhl.tasks.metrics import check_reduction
 
 
 def depth_valid(label: Tensor) -> Tensor:
     """[B, 1, H, W] depth -> [B, H, W]: pixels with a measured depth (0 marks a missing one)."""
     return (label != 0).all(dim=1)
+
+
+class DepthMetric(Metric):
+    """Mean absolute and relative depth error over valid pixels (label 0 = invalid).
+
+    `abs`/`rel` hold error sums and `count` the number of pixels (``"global"``) or of the per-batch
+    means and the number of batches (``"mtan"``); both divide the same way in `compute`.
+    """
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, reduction: str = "global", **kwargs):
+        super().__init__(**kwargs)
+        self.reduction = check_reduction(reduction)
+        self.add_state("abs", default=torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("rel", default=torch.zeros(()), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.zeros((), dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """`pred`, `target`: [B, 1, H, W] depth; label 0 marks invalid pixels."""
+        pred, target = pred.float(), target.float()
+        valid = depth_valid(target).unsqueeze(1)
+        err = (pred - target).abs() * valid
+        rel = err / torch.where(valid, target, torch.ones_like(target))
+        n = valid.sum()
+        if self.reduction == "global":
+            self.abs += err.sum()
+            self.rel += rel.sum()
+            self.count += n
+        else:
+            self.abs += err.sum() / n.clamp_min(1)
+            self.rel += rel.sum() / n.clamp_min(1)
+            self.count += (n > 0).long()
+
+    def compute(self) -> Dict[str, Tensor]:
+        return {"abs_err": self.abs / self.count, "rel_err": self.rel / self.count}
 
 
 @TASKS.register("depth")
@@ -49,8 +91,6 @@ class DepthTask(TaskSpec):
         return torch.from_numpy(np.ascontiguousarray(a.reshape(1, *a.shape[:2])))
 
     def metric(self, reduction: str = "global"):
-        from lhl.tasks.metrics import DepthMetric
-
         return DepthMetric(reduction=reduction)
 
     def colourise(self, x: Tensor, is_label: bool = False) -> np.ndarray:

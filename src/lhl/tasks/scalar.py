@@ -12,7 +12,7 @@ from torchmetrics import Metric
 
 from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
-from lhl.tasks.metrics import _check_reduction
+from lhl.tasks.metrics import check_reduction
 
 
 def scalar_valid(label: Tensor) -> Tensor:
@@ -32,7 +32,7 @@ class ScalarMetric(Metric):
 
     def __init__(self, reduction: str = "global", **kwargs):
         super().__init__(**kwargs)
-        self.reduction = _check_reduction(reduction)
+        self.reduction = check_reduction(reduction)
         self.add_state("abs_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 

@@ -1,15 +1,17 @@
 """Semantic segmentation: C classes, log-softmax head, NLL with ignore index -1."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchmetrics.classification import MulticlassConfusionMatrix
 
 from lhl.core.registry import TASKS
 from lhl.tasks.base import TaskSpec
+from lhl.tasks.metrics import check_reduction
 
 IGNORE_INDEX = -1
 
@@ -41,6 +43,55 @@ def _palette(n: int) -> np.ndarray:
             c >>= 3
         cmap[i] = (r, g, b)
     return cmap
+
+
+class SemanticMetric(MulticlassConfusionMatrix):
+    """mIoU and pixel accuracy (fractions) from one confusion matrix summed over all batches.
+
+    Labels outside [0, num_classes) (-1, 255) and `ignore_index` are ignored. mIoU averages the
+    IoU of the classes present in the prediction or the label, as
+    `MulticlassJaccardIndex(average="macro", ignore_index=...)`. The release also accumulates one
+    matrix over the set, so ``"mtan"`` gives the same numbers (the release's plain mean turns NaN
+    when a class is absent from both; this keeps the mean over present classes).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int = -1, reduction: str = "global", **kwargs):
+        super().__init__(num_classes=num_classes, ignore_index=ignore_index, validate_args=False, **kwargs)
+        self.reduction = check_reduction(reduction)
+
+    def update(self, pred: Tensor, target: Tensor) -> None:
+        """`pred`: scores [B, C, H, W] (argmax taken) or class ids [B, H, W]; `target`: [B, H, W]."""
+        target = target.long()
+        valid = valid_classes(target, self.num_classes)
+        super().update(pred, torch.where(valid, target, torch.full_like(target, self.ignore_index)))
+
+    def compute(self) -> Dict[str, Tensor]:
+        cm = self.confmat.float()
+        iou = _class_iou(cm, self.ignore_index)
+        present = ~iou.isnan()
+        miou = iou[present].sum() / present.sum()
+        pixacc = cm.diagonal().sum() / cm.sum()
+        return {"miou": miou, "pixacc": pixacc}
+
+    def details(self) -> Dict[str, list]:
+        """Per-class results beside `compute()`'s (not metrics: Δ and ranks never read them):
+        `class_iou`, one IoU per class id, NaN for a class absent from both prediction and label
+        (the classes mIoU leaves out). Synced across ranks as `compute()` is."""
+        with self.sync_context(should_sync=self._to_sync, should_unsync=self._should_unsync):
+            cm = self.confmat.float()
+        return {"class_iou": _class_iou(cm, self.ignore_index).tolist()}
+
+
+def _class_iou(cm: Tensor, ignore_index: int) -> Tensor:
+    """IoU of every class from a confusion matrix [C, C] (rows: label); NaN where the class is in
+    neither prediction nor label, or is `ignore_index`."""
+    tp = cm.diagonal()
+    union = cm.sum(0) + cm.sum(1) - tp
+    iou = tp / union.clamp_min(1)
+    absent = union == 0
+    if 0 <= ignore_index < cm.shape[0]:
+        absent[ignore_index] = True
+    return iou.masked_fill(absent, float("nan"))
 
 
 @TASKS.register("semantic")
@@ -76,8 +127,6 @@ class SemanticTask(TaskSpec):
         return lab.clamp_min(IGNORE_INDEX)
 
     def metric(self, reduction: str = "global"):
-        from lhl.tasks.metrics import SemanticMetric
-
         return SemanticMetric(self.channels, ignore_index=IGNORE_INDEX, reduction=reduction)
 
     def colourise(self, x: Tensor, is_label: bool = False) -> np.ndarray:

@@ -15,6 +15,7 @@ commands:
   list                                    sequences, method presets, datasets, tasks, backbones, kd
   runs [OUT_DIR]                          run folders: sequence, method, overrides, seeds, phases
   compare [key=value ...]                 several methods and seeds of one sequence, one table
+  tune seq=... methods="..." [seeds=...]  each method's stability weight, chosen on the tuning stream
   paper table=main|ablation seq=... [seeds=...]   the paper's tables (runs + compare + md/csv/tex)
   report RUN [--ref RUN] [--json OUT]     results, delta and forgetting of a run folder
   curves RUN [--out FILE]                 learning curves within each phase (eval.every_n_epochs)
@@ -51,9 +52,10 @@ example: lhl run seq=synthetic_small_s1 method=had train.max_steps=2 -m method.n
 COMMANDS = {
     "run": "lhl.cli:run_main",
     "compare": "lhl.tools.compare:cli",
+    "tune": "lhl.tools.tune:cli",
     "paper": "lhl.tools.paper:cli",
     "report": "lhl.reporting.report_cli:cli",
-    "curves": "lhl.reporting.curves:cli",
+    "curves": "lhl.cli.curves:cli",
     "distill": "lhl.distill.cli:cli",
     "distill-study": "lhl.distill.study:cli",
     "bench": "lhl.tools.bench:cli",
