@@ -71,7 +71,7 @@ class ModelConfig:
     # scratch | synthetic_pretrained: the backbone pretrained once on a disjoint synthetic-rooms set
     # (material families; cached under $LHL_CACHE/init), ImageNet's stand-in for the CPU presets
     init: str = "scratch"
-    # an architecture upgrade mid-sequence (README "Upgrading the architecture mid-sequence"): from
+    # an architecture upgrade mid-sequence (docs/methods/architecture-upgrade.md): from
     # phase upgrade_at (1 .. phases-1) the student is a new network whose encoder is upgrade_to (a
     # timm name, or a deeplabv3_<timm encoder> segmenter name), with blank heads for every task seen;
     # the old network is its frozen teacher. Both null: no upgrade

@@ -28,8 +28,8 @@ Choices the paper leaves open, as switches (defaults first):
   Bernoulli(sigmoid(Z_H/tau)) and Bernoulli(sigmoid(Z_S/tau)) (the sigmoid view; not
   shift-invariant, so it belongs with reliability "sigmoid").
 - `projector` ("conv_bn_relu"): 1x1 conv, BatchNorm, ReLU (the sources' variant, also in
-  `experiments/kd/heteroakd_ref.yaml`); measured better than "conv", a bare 1x1 conv (README,
-  "HeteroAKD": +0.97 mIoU Transformer -> CNN, significant over 5 seeds, and +1.29 CNN ->
+  `experiments/kd/heteroakd_ref.yaml`); measured better than "conv", a bare 1x1 conv
+  (docs/benchmarks/distillation.md: +0.97 mIoU Transformer -> CNN, significant over 5 seeds, and +1.29 CNN ->
   Transformer, not significant). BatchNorm brings the two families' stage features, whose scales
   differ by two orders of magnitude (Swin's deepest stages RMS 32-52, ResNet's 0.7), to one scale.
   `projector_relu` (false): a ReLU on the stage features before either.

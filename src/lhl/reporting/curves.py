@@ -40,7 +40,7 @@ from lhl.reporting.results import Results
 PathLike = Union[str, Path]
 CURVES_JSON = "curves.json"
 CURVES_PNG = "curves.png"
-CONVERGED = 0.9  # reached >= this: converged by the README's criterion
+CONVERGED = 0.9  # reached >= this: converged (docs/concepts/metrics.md, convergence of a phase)
 
 
 # --- the file -------------------------------------------------------------------------------------

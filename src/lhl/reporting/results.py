@@ -2,7 +2,7 @@
 atomically as `results.json` (plus its Markdown, `results.md`) and loaded back.
 
 A metric's direction comes from `meta["directions"]` ({task: {metric: higher_is_better}})
-(DESIGN.md section 5); scores live in `scores.py`, rendering in `render.py`.
+(docs/concepts/metrics.md); scores live in `scores.py`, rendering in `render.py`.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Scores of a run, pure functions of its Results: final metrics, Δ against a reference and
 forgetting, sign-corrected so that Δ > 0 is better than the reference and forgetting > 0 is
-worse than right after learning (DESIGN.md section 5)."""
+worse than right after learning (docs/concepts/metrics.md)."""
 from __future__ import annotations
 
 from typing import Dict, Optional, Union

@@ -31,7 +31,7 @@ from lhl.reporting.scores import final_metrics
 from lhl.engine.runner import PhaseRunner
 
 NYU_SHAPED = "data.options={n_train: 795, n_val: 654, height: 288, width: 384, seed: 0}"
-#: the CPU-sized check: the setting of the release-vs-lhl comparison (issue 13)
+#: the CPU-sized check: the setting of the release-vs-lhl comparison (docs/benchmarks/release-parity.md)
 SMALL = ["data.options={n_train: 240, n_val: 120, height: 96, width: 128, seed: 0}", "train.epochs=4",
          "data.batch_size=8", "model.pretrained=false"]
 COMMON = ["train.progress_bar=false", "logger=none", "eval.gallery_samples=0"]

@@ -2,7 +2,7 @@
 
 On a CPU machine a small network cannot keep every core busy with one run: on the CPU benchmark,
 two runs on one thread each side by side finish sooner than the same two runs in turn on two
-threads (measured in README "The CPU benchmark"). Each job is an ordinary `lhl run` with the run's
+threads (measured in docs/benchmarks/synthetic-s1.md). Each job is an ordinary `lhl run` with the run's
 arguments, on `torch.get_num_threads() // N` threads (at least 1; set OMP_NUM_THREADS for the
 whole comparison to change the total), its output in `<compare folder>/logs/<label>_seed<k>.log`.
 Finished runs are skipped by the runs themselves (as with jobs=1), a failed run is named and the
@@ -10,8 +10,8 @@ others go on; the table is then made over the finished runs, and the exit status
 
 The data set and the synthetic pretraining are made once, here, before any job starts, so that
 N jobs do not each generate the same cache (both are written atomically, so that would be safe,
-only slow). A run's result depends on its thread count through the rounding of sums (README
-"The default run"), so tables to be compared run with the same `jobs` on the same machine.
+only slow). A run's result depends on its thread count through the rounding of sums
+(docs/guides/limitations.md), so tables to be compared run with the same `jobs` on the same machine.
 """
 from __future__ import annotations
 

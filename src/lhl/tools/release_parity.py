@@ -85,7 +85,7 @@ def _pm(stats: dict) -> str:
 
 
 def markdown(rows: Sequence[dict]) -> str:
-    """The README's table: release and lhl per seed and mean ± std, lhl − release [95 %], verdict."""
+    """The parity table (docs/benchmarks/release-parity.md): release and lhl per seed and mean ± std, lhl − release [95 %], verdict."""
     body = []
     for r in rows:
         w = r["welch"]

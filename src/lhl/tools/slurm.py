@@ -7,7 +7,7 @@ template, submit) belong to the job; every other argument (seq=, method=, seed=,
 YAML files) goes to the `lhl run` command line inside the script. Those are composed with
 `lhl.config.load_config` here, before anything is written, so a typo fails now and not hours later
 in the queue. The script is `experiments/slurm/<template>.sbatch` rendered with `string.Template`;
-its directives follow DESIGN.md section 9: `--ntasks-per-node` equals the GPUs per node (one
+its directives follow docs/contributing/design-notes.md: `--ntasks-per-node` equals the GPUs per node (one
 process per GPU, launched by `srun`), and `--signal=SIGUSR1@90 --requeue` lets lhl save a
 requeue checkpoint and requeue at the time limit, after which the runner skips completed phases
 and resumes the running one. `srun` gets `--cpus-per-task` (recent Slurm does not pass it on) and

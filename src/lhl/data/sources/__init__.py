@@ -1,6 +1,6 @@
 """Dataset sources. Importing this package registers every built-in dataset.
 
-Contract of a registered dataset class (see DESIGN.md section 7):
+Contract of a registered dataset class (docs/tutorials/add-a-dataset.md walks through one):
   cls(root: str | None, split: "train" | "val", tasks: list[str], **options) -> torch Dataset
   cls.task_info(**options) -> {task_name: (task_kind, channels)}
   a sample is a dict: "image" float32 [3, H, W] in [0, 1], "index" int, and one entry per

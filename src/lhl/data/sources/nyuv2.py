@@ -12,7 +12,7 @@ Normal channels: (x, y, z) of the OpenCV camera frame (x right, y down, z forwar
 the camera (z < 0 on a wall seen head on, y = -1 on a floor or table top), so a horizontal flip
 negates channel 0 (`NORMAL_X_CHANNEL`). This is the convention of the code that reads these files:
 the HAD release's and LibMTL's NYUv2 loaders (and MTAN's later code) negate channel 0 when they
-flip. It also agrees with the display PNG ../shared/fixtures/real/nyuv2-scene/normal.png, which
+flip. It also agrees with the real NYUv2 display PNG of the test fixtures (normal.png), which
 PIL reads as (R, G, B) = (z, y, x), i.e. an (x, y, z) array written by cv2 (BGR). Files written
 by `lhl data convert-nyuv2` and the synthetic rooms use the same channels
 (`lhl.data.synthetic_rooms.camera.to_mtan_normals`); `data.normal_x_channel` overrides it for

@@ -14,7 +14,7 @@ read, so every set reads the same generated files. The 7 classes:
 | furniture | chair, table, furniture | 15 % |
 | small items | books, objects, tv | 1.1 % |
 
-Why a coarser set exists (README "The CPU benchmark"): at 48x64 a view holds a handful of pixels of
+Why a coarser set exists (docs/benchmarks/synthetic-s1.md): at 48x64 a view holds a handful of pixels of
 books, objects, tv or picture, and with 13 classes mIoU keeps rising for as long as training brings
 one more of those rare classes into play, so a 10-epoch phase never comes close to convergence.
 """
