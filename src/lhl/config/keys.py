@@ -12,6 +12,7 @@ RESUMABLE_CHANGES = (
     "data.eval_batch_size", "train.devices", "train.num_nodes", "train.strategy", "train.accelerator",
     "train.precision", "train.compile", "train.channels_last", "train.teacher_pass",
     "eval.gallery_samples",
+    "diag",  # the loss-term diagnostics: measured, never changing the training
 )
 
 

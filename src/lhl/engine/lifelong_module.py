@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from lhl.core.optim import build_optimizer, phase_schedule
 from lhl.core.rng import rng_states, set_rng_states
 from lhl.data.protocol import Phase
+from lhl.engine.diagnostics import LossTermDiagnostics
 from lhl.engine.nonfinite import NonFiniteWatch
 from lhl.methods.base import Method, Step
 from lhl.models import MultiHeadPredictor
@@ -37,6 +38,7 @@ class LifelongModule(pl.LightningModule):
     def __init__(
         self, network: MultiHeadPredictor, method: Method, phase: Phase, train_cfg: DictConfig,
         eval_reduction: str = "global", step_offset: int = 0, aligner: Optional[nn.Module] = None,
+        diag_every: Optional[int] = None,
     ):
         super().__init__()
         self.network = network
@@ -52,6 +54,7 @@ class LifelongModule(pl.LightningModule):
         self._fit_rng = None  # the RNG states an in-fit validation gives back (on_validation_end)
         self.phase_ended = False  # set when the method's end-of-phase estimates ran
         self._unobserved = False
+        self._diag = LossTermDiagnostics(diag_every)  # diag.every (lhl.engine.diagnostics); None: off
         self._nonfinite = NonFiniteWatch()
         hold_outside(self, "_student_fn", torch.compile(network) if train_cfg.compile else network)
         hold_outside(self, "_teacher", None)
@@ -96,6 +99,7 @@ class LifelongModule(pl.LightningModule):
             student, s_feats = self.network.forward_with_features(images, heads)
             teacher, t_feats = self.teacher_outputs_with_features(images)
         step = Step(self.network, student, teacher, batch, self.phase, s_feats, t_feats, self.aligner)
+        measured = self._diag.due(self.method, self.global_step)
         terms, diagnostics = self.method.loss_terms(step)
         loss = torch.stack(list(terms.values())).sum()
         logs = {f"loss/{name}": value.detach() for name, value in terms.items()}
@@ -108,6 +112,8 @@ class LifelongModule(pl.LightningModule):
             self.check_finite("on a logged step")
         self._unobserved = True  # observe_batch shows this batch to the method after the step
         if writes_logs:
+            if measured:
+                logs.update(self._diag.measure(self.network, self.method, terms, diagnostics, self.phase))
             logs["loss/total"] = loss.detach()
             self.log_dict(logs, on_step=True, on_epoch=False, batch_size=images.shape[0])
             self.log("phase", float(self.phase.index), on_step=True, on_epoch=False)
