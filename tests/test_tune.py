@@ -148,3 +148,29 @@ def test_tuned_yaml_round_trips_into_compare(tuned):
     assert "method.new=1.0" not in by_method["finetune"][0]
     with pytest.raises(ConfigError, match="chosen for sequence 'synthetic_s1', not 'synthetic_s2'"):
         compare.plan(compare.parse(["seq=synthetic_s2", "methods=lwf", f"tuned={path}"]))
+
+
+def test_the_documented_grids_are_the_declared_ones():
+    """docs/benchmarks/tuning.md's knob table is the methods' own (no second copy to drift)."""
+    page = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "tuning.md"
+    rows = {}
+    for line in page.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].startswith("`method."):
+            rows[cells[0].split()[0]] = (cells[1].strip("`")[len("method."):], [float(v) for v in cells[2].split(",")])
+    for name, (option, grid) in rows.items():
+        knob = METHODS.get(name).stability
+        assert (knob.option, list(knob.grid)) == (option, grid), name
+    assert set(rows) == {n for n in METHODS if METHODS.get(n).stability is not None}
+
+
+def test_compare_reports_plasticity_against_the_reference(tmp_path):
+    from lhl.reporting.aggregate import compare as aggregate
+
+    run = _results(0, [("a", {"a": {"acc": 0.5}}), ("b", {"a": {"acc": 0.4}, "b": {"err": 1.2}})])
+    ref = _results(0, [("a", {"a": {"acc": 0.5}}), ("b", {"a": {"acc": 0.1}, "b": {"err": 1.0}})])
+    run.meta["main_metric"] = ref.meta["main_metric"] = {"a": "acc", "b": "err"}
+    run.save(tmp_path / "m"), ref.save(tmp_path / "ft")
+    markdown, obj = aggregate({"m": [tmp_path / "m"], "finetune": [tmp_path / "ft"]}, ref="finetune")
+    assert obj["methods"]["m"]["plasticity"]["mean"] == pytest.approx(-20.0)
+    assert "## Stability and plasticity (%)" in markdown

@@ -9,6 +9,7 @@ from typing import Dict, List, Mapping, Sequence, Tuple, Union
 from lhl.core.errors import UsageError
 from lhl.reporting.paired import paired_deltas
 from lhl.reporting.render import compare_markdown
+from lhl.reporting.tuning import new_task_delta
 from lhl.reporting.results import Metrics, PathLike, Results
 from lhl.reporting.ranks import backward_transfer, delta_after_phases, mean_rank, pairs_by_seed
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
@@ -91,6 +92,11 @@ def compare(run_dirs_by_method: Mapping[str, Sequence[PathLike]],
                                                  ref_final) if paired else ref_final) for r in rs]
             entry["delta_after_phases"] = [
                 mean_std(col) if all(v is not None for v in col) else None for col in zip(*phases)]
+            if paired:  # the new task's Δ right after its phase against the reference's (reporting.tuning)
+                plastic = [new_task_delta(r, next(x for x in ref_runs if x.meta.get("seed") == r.meta.get("seed")))
+                           for r in rs]
+                entry["plasticity"] = mean_std([v for v in plastic if v is not None]) if any(
+                    v is not None for v in plastic) else None
         methods[name] = entry
     means = {n: {t: {m: s["mean"] for m, s in ms.items()} for t, ms in e["final"].items()} for n, e in methods.items()}
     for n, r in mean_rank(means, directions).items():

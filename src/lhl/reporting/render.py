@@ -221,9 +221,18 @@ def compare_markdown(obj: dict) -> str:
     else:
         lines += ["## Mean rank (MR, 1 = best)", ""]
         lines += table(["method", "MR ↓"], [[n, _fmt_rank(e.get("mean_rank"))] for n, e in methods.items()]) + [""]
-    rows = [[name, _pm(e.get("backward_transfer"), "+.2f")] for name, e in methods.items()]
-    lines += ["## Relative backward transfer (%, > 0 = improved since learned; average forgetting = −BWT)", ""]
-    lines += table(["method", "BWT"], rows) + [""]
+    if any(e.get("plasticity") for e in methods.values()):
+        rows = [[name, _pm(e.get("backward_transfer"), "+.2f"), _pm(e.get("plasticity"), "+.2f")]
+                for name, e in methods.items()]
+        lines += ["## Stability and plasticity (%)", "",
+                  "BWT: relative backward transfer (> 0 = improved since learned; average forgetting = −BWT). "
+                  "Plasticity: the new task's Δ right after its phase against the reference's run of the same "
+                  "seed, over the phases after the first (intransigence = −plasticity).", ""]
+        lines += table(["method", "BWT", "plasticity"], rows) + [""]
+    else:
+        rows = [[name, _pm(e.get("backward_transfer"), "+.2f")] for name, e in methods.items()]
+        lines += ["## Relative backward transfer (%, > 0 = improved since learned; average forgetting = −BWT)", ""]
+        lines += table(["method", "BWT"], rows) + [""]
     lines += ["## Forgetting of the main metric (> 0 = worse than when learned)", ""]
     rows = [[name] + [_pm(e["forgetting"].get(t, {}).get(obj["main_metric"][t])) for t in obj["tasks"]]
             for name, e in methods.items()]

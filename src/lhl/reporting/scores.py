@@ -28,7 +28,7 @@ def final_metrics(results: Results) -> Metrics:
     return out
 
 
-def _relative_gain(value: float, base: float, higher: bool, where: str) -> float:
+def relative_gain(value: float, base: float, higher: bool, where: str) -> float:
     """(-1)^s (M - M_b) / M_b with s = 1 when lower is better."""
     if base == 0:
         raise ValueError(f"Δ undefined for {where}: the reference value is 0")
@@ -47,7 +47,7 @@ def delta_per_task(results: Results, reference: Union[Results, Metrics]) -> Dict
         common = [m for m in ms if m in ref[t]]
         if not common:
             raise UsageError(f"task {t!r}: no metric in common with the reference")
-        gains = [_relative_gain(ms[m], ref[t][m], results.higher_is_better(t, m), f"{t}/{m}") for m in common]
+        gains = [relative_gain(ms[m], ref[t][m], results.higher_is_better(t, m), f"{t}/{m}") for m in common]
         out[t] = 100.0 * sum(gains) / len(gains)
     return out
 

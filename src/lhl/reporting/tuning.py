@@ -24,7 +24,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from lhl.reporting.ranks import backward_transfer
 from lhl.reporting.results import Results
-from lhl.reporting.scores import _relative_gain, delta
+from lhl.reporting.scores import relative_gain, delta
 
 OBJECTIVES = ("delta", "plasticity_decay")
 
@@ -44,7 +44,7 @@ def new_task_delta(run: Results, ref: Results) -> Optional[float]:
             ours, base = p["metrics"].get(t, {}), ref.phases[i]["metrics"].get(t, {})
             common = [m for m in ours if m in base]
             if common:
-                gains.append(100.0 * sum(_relative_gain(ours[m], base[m], run.higher_is_better(t, m), f"{t}/{m}")
+                gains.append(100.0 * sum(relative_gain(ours[m], base[m], run.higher_is_better(t, m), f"{t}/{m}")
                                          for m in common) / len(common))
     return sum(gains) / len(gains) if gains else None
 
