@@ -77,6 +77,13 @@ def rows(path: Path, root: str) -> List[Row]:
 
 
 def _cell(text: str) -> str:
+    """Text for a markdown table cell: pipes escaped, and `<` / `>` too, which the comments use for
+    placeholders (`<seq>`) and which would otherwise be read as HTML tags."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """Text for a code span in a table cell (code spans show `<` as is; only pipes need escaping)."""
     return text.replace("|", "\\|").replace("\n", " ")
 
 
@@ -88,5 +95,5 @@ def markdown(path: Path, root: str) -> str:
         if top != section:
             section = top
             parts.append(f"\n### `{top}`\n\n| key | type | default | meaning |\n|---|---|---|---|")
-        parts.append(f"| `{_cell(key)}` | `{_cell(typ)}` | `{_cell(default)}` | {_cell(meaning)} |")
+        parts.append(f"| `{_code(key)}` | `{_code(typ)}` | `{_code(default)}` | {_cell(meaning)} |")
     return "\n".join(parts) + "\n"
