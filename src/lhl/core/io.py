@@ -1,21 +1,74 @@
 """Atomic file writes: a temp file in the target folder, fsync, then `os.replace`.
 
 A reader (or a requeued job) never sees a half-written results file, checkpoint or plot: the
-target path holds either the old content or the complete new one.
+target path holds either the old content or the complete new one. A write that fails for lack of
+space or an I/O error (ENOSPC, EDQUOT, EIO, EROFS) removes its temp file and raises `StorageError`,
+which names the path and the free space left on its file system; the old content stays.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Union
+from typing import Any, BinaryIO, Iterator, Optional, Union
 
 
 PathLike = Union[str, os.PathLike]
+
+#: the errors of a full, over-quota, failing or read-only disk
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+class StorageError(OSError):
+    """A write failed for lack of space or an I/O error; the message names the path and the free space."""
+
+
+def free_space(path: PathLike) -> str:
+    """The free space of the file system holding `path` (or its nearest existing parent), e.g. '1.2 GiB'."""
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        free = float(shutil.disk_usage(p).free)
+    except OSError as err:
+        return f"unknown ({err.strerror or err})"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if free < 1024 or unit == "TiB":
+            return f"{free:.0f} {unit}" if unit == "B" else f"{free:.1f} {unit}"
+        free /= 1024
+    return f"{free:.1f} TiB"
+
+
+def storage_error(err: OSError, path: PathLike) -> StorageError:
+    """`err` (ENOSPC, EIO, ...) while writing `path`, as a `StorageError` naming the path and the free space."""
+    return StorageError(
+        err.errno, f"cannot write {path}: {err.strerror or err} ({free_space(path)} free on its file system). "
+        "The previous version of the file, and every earlier checkpoint and result, is left as it was. "
+        "Fix: free space (or repair the disk) and run the same command again: the run resumes from its "
+        "last checkpoint")
+
+
+@contextmanager
+def storage_errors(path: PathLike, tmp: Optional[PathLike] = None) -> Iterator[None]:
+    """Turn a storage failure inside the block into `StorageError` for `path`, removing `tmp` (a
+    partial temp file) on any error."""
+    try:
+        yield
+    except BaseException as err:
+        if tmp is not None:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        if isinstance(err, OSError) and not isinstance(err, StorageError) and err.errno in STORAGE_ERRNOS:
+            raise storage_error(err, path) from err
+        raise
 
 
 def current_umask() -> int:
@@ -36,17 +89,13 @@ def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+    with storage_errors(path, tmp):
         os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

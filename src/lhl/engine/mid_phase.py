@@ -18,6 +18,8 @@ from typing import Optional
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from lhl.core.io import storage_errors
+
 
 class MidPhaseCheckpoint(ModelCheckpoint):
     """`last.ckpt` in the phase folder, written atomically (temporary file, then rename).
@@ -44,7 +46,8 @@ class MidPhaseCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer, filepath: str) -> None:
         tmp = filepath + ".tmp"
-        trainer.save_checkpoint(tmp, self.save_weights_only)  # ends in a barrier
+        with storage_errors(filepath, tmp):  # a full disk: the previous last.ckpt stays, the message says so
+            trainer.save_checkpoint(tmp, self.save_weights_only)  # ends in a barrier
         if trainer.is_global_zero:
             os.replace(tmp, filepath)
         trainer.strategy.barrier("lhl.last_ckpt")

@@ -31,6 +31,8 @@ import lightning.pytorch as pl
 import torch.distributed as dist
 from lightning.fabric.plugins.environments import SLURMEnvironment
 
+from lhl.core.io import storage_errors
+
 log = logging.getLogger("lhl")
 
 
@@ -130,7 +132,8 @@ class RequeueCallback(pl.Callback):
         if not trainer.strategy.reduce_boolean_decision(self.flag.requested, all=False):
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(str(tmp))  # every rank takes part; rank 0 writes; ends in a barrier
+        with storage_errors(self.path, tmp):
+            trainer.save_checkpoint(str(tmp))  # every rank takes part; rank 0 writes; ends in a barrier
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         trainer.strategy.barrier("lhl.requeue")

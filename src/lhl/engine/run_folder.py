@@ -12,6 +12,7 @@
 <root>/phase_<i>/hpc_ckpt_*.ckpt   Lightning's own SLURM checkpoints (older lhl versions; removed)
 <root>/run.log                     the traceback of every failed attempt (lhl run)
 <root>/run.lock                    the live run's holder record and heartbeat (lhl.core.locks)
+<root>/phase_<i>/*.ckpt.corrupt    a checkpoint found truncated or corrupt at resume, set aside
 <root>/wandb_run_id.txt            the W&B run id: a requeued or resumed sequence continues that run
 <root>/logs/phase_<i>/metrics.csv  the CSV log of phase i (tb/ for TensorBoard)
 ```
@@ -102,10 +103,36 @@ class RunFolder:
         found = [self.requeue_ckpt(index), self.last_ckpt(index), *self.hpc_checkpoints(index), *d.glob("*.ckpt.tmp")]
         return [p for p in found if p.is_file()]
 
-    def resume_checkpoint(self, index: int) -> Optional[Path]:
-        """The newest mid-phase checkpoint of phase i to resume its fit from (None: start the phase)."""
+    def resume_checkpoint(self, index: int, set_aside: bool = False, report=print) -> Optional[Path]:
+        """The newest readable mid-phase checkpoint of phase i to resume its fit from (None: start
+        the phase). An unreadable one (truncated, corrupt) is skipped; with `set_aside` (one rank)
+        it is renamed `*.corrupt` and `report`ed."""
         found = [p for p in self.mid_phase_checkpoints(index) if p.suffix == ".ckpt"]
-        return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+        for path in sorted(found, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+            reason = unreadable(path)
+            if reason is None:
+                return path
+            if set_aside:
+                self.set_aside(path, reason, "the phase resumes from the next newest checkpoint, or from its start",
+                               report)
+        return None
+
+    @staticmethod
+    def set_aside(path: Path, reason: str, then: str, report=print) -> Path:
+        """Rename an unreadable checkpoint to `<name>.corrupt` (kept for inspection) and say so."""
+        dest = path.with_name(path.name + ".corrupt")
+        os.replace(path, dest)
+        report(f"lhl: {path} cannot be read ({reason}): set aside as {dest.name}; {then}")
+        return dest
+
+    def phase_ckpt_unreadable(self, index: int) -> Optional[str]:
+        """Why phase i's recorded checkpoint cannot be resumed from (None: it can, or it is simply
+        missing, which `load_phase` reports)."""
+        path = self.phase_ckpt(index)
+        if path.is_file():
+            return unreadable(path)
+        corrupt = path.with_name(path.name + ".corrupt")
+        return f"set aside earlier as {corrupt.name}" if corrupt.is_file() else None
 
     # --- the phase checkpoint -------------------------------------------------------------------
     def save_phase(self, index: int, network, method_state: Dict[str, Any], global_step: int) -> Path:
@@ -130,7 +157,12 @@ class RunFolder:
                 f"{path}: phase {index} is recorded in {self.results_json} but its checkpoint is "
                 "missing; delete the run folder (or its results.json) to start the run again"
             )
-        blob = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as err:  # noqa: BLE001 - a truncated or corrupt file, whatever torch says
+            raise ValueError(f"{path}: phase {index}'s checkpoint cannot be read ({short(err)}): the file is "
+                             "truncated or corrupt; fix: run the same command again in its own run folder (it "
+                             "sets the file aside and runs the phase again), or delete the folder") from err
         if not isinstance(blob, dict) or blob.get("format") != PHASE_CKPT_FORMAT:
             raise ValueError(
                 f"{path}: not a phase checkpoint of this lhl version (format "
@@ -142,3 +174,18 @@ class RunFolder:
     def last_step(self, index: Optional[int]) -> int:
         """The global step after phase `index` (0 before the first phase)."""
         return 0 if index is None else int(self.load_phase(index)["global_step"])
+
+
+def short(err: BaseException, limit: int = 160) -> str:
+    text = f"{type(err).__name__}: {err}".splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def unreadable(path: Path) -> Optional[str]:
+    """None when `path` opens as a torch checkpoint (its zip directory and records; the tensors are
+    mapped, not read), else why not: a truncated or corrupt file."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # noqa: BLE001 - whatever torch raises for a damaged file
+        return short(err)
+    return None
