@@ -107,7 +107,7 @@ class PhaseRunner:
         dm = LifelongDataModule(cfg.data, self.specs, seed=int(cfg.run.seed), channels_last=cfg.train.channels_last)
         if pl.utilities.rank_zero_only.rank == 0:
             dm.prepare_data()
-        val_set = build_dataset(cfg.data, "val", list(self.specs)[:1])  # a missing dataset fails here, at once
+        val_set = build_dataset(cfg.data, "val", list(self.specs)[:1], phases=len(self.specs))  # a missing dataset fails here, at once
         self.requeue.check("after data preparation")
         self.folder.root.mkdir(parents=True, exist_ok=True)
         if pl.utilities.rank_zero_only.rank == 0:  # one writer per run folder, or a clear refusal
@@ -199,7 +199,8 @@ class PhaseRunner:
         if teacher is not None:
             aligner = self.method.upgrade_aligner(phase, network, teacher)
         dm.set_phase(phase)
-        module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step, aligner)
+        module = LifelongModule(network, self.method, phase, cfg.train, cfg.eval.reduction, self.global_step, aligner,
+                                diag_every=cfg.diag.every)
         if teacher is not None and module.needs_teacher():
             module.set_teacher(teacher)  # the TeacherSwap callback keeps it
         self.loggers, self.wandb = build_loggers(cfg, self.folder, phase.index, self.wandb)
@@ -256,11 +257,12 @@ class PhaseRunner:
         from lhl.reporting.curves import save_phase_curve
         from lhl.reporting.gallery import save_phase_gallery
         from lhl.reporting.plots import plot_forgetting
+        from lhl.reporting.render import write_results
 
         metrics = module.last_eval
         results.add_phase(phase.index, list(phase.train_tasks), metrics, module.last_details)
         results.note_machine(machine_info(module.device))
-        results.save(self.folder.root)
+        write_results(results, self.folder.root)
         if self.cfg.eval.get("every_n_epochs"):  # the phase's learning curve; a re-run phase replaces its rows
             save_phase_curve(self.folder.curves_json, phase.index, module.curve)
         plot_forgetting(results, self.folder.forgetting_plot)
