@@ -12,17 +12,17 @@ STAMP  := $(VENV)/.installed
 SEQ      ?= synthetic_s1## experiment compare compare-upgrade paper curves slurm tune: the sequence preset (lhl list)
 METHOD   ?= had## experiment slurm: the method preset of one run
 METHODS  ?= finetune lwf had joint## compare paper tune: the method presets of a table (paper: the table's own unless given)
-SEEDS    ?=## experiment compare compare-upgrade paper curves distill slurm: seeds, "0 1 2" (unset: the preset's)
-SEED     ?=## experiment compare compare-upgrade paper curves distill slurm: one seed (SEEDS wins when both are set)
+SEEDS    ?=## experiment compare compare-upgrade paper tune curves distill slurm: seeds, "0 1 2" (unset: the preset's)
+SEED     ?=## experiment compare compare-upgrade paper tune curves distill slurm: one seed (SEEDS wins when both are set)
 REF      ?=## compare compare-upgrade paper: the reference method preset of Δ
-GPUS     ?=## experiment compare compare-upgrade paper curves slurm: GPUs per node (DDP); unset: one device
-NODES    ?=## experiment compare compare-upgrade paper curves slurm: nodes (multi-node DDP)
-LOGGER   ?=## experiment compare compare-upgrade paper curves slurm: csv | tensorboard | wandb | none
+GPUS     ?=## experiment compare compare-upgrade paper tune curves slurm: GPUs per node (DDP); unset: one device
+NODES    ?=## experiment compare compare-upgrade paper tune curves slurm: nodes (multi-node DDP)
+LOGGER   ?=## experiment compare compare-upgrade paper tune curves slurm: csv | tensorboard | wandb | none
 JOBS     ?=## compare compare-upgrade tune: runs at a time on this machine, one process each on 1/JOBS of the threads
-RUNS_DIR ?= runs## experiment compare compare-upgrade paper curves distill slurm clean-runs: where run folders go
-ARGS     ?=## experiment compare compare-upgrade paper curves distill bench bench-e2e slurm test docs: extra arguments, passed last
+RUNS_DIR ?= runs## experiment compare compare-upgrade paper tune curves distill slurm clean-runs: where run folders go
+ARGS     ?=## experiment compare compare-upgrade paper tune curves distill bench bench-e2e slurm test docs: extra arguments, passed last
 TABLE    ?= main## paper: main | ablation
-AGGREGATE ?=## compare paper: 1 = never train, tabulate the finished runs
+AGGREGATE ?=## compare paper tune: 1 = never train, tabulate the finished runs
 RUN      ?=## report: the run folder to report
 REF_RUN  ?=## report: a reference run folder for Δ
 KD       ?=## distill: distillers, e.g. heteroakd or none,kd,heteroakd (unset: all)
