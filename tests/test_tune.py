@@ -140,7 +140,9 @@ def test_tuned_yaml_round_trips_into_compare(tuned):
     entry = data["methods"]["lwf"]
     assert entry["chosen"] == 1.0 and entry["overrides"] == ["method.new=1.0"] and entry["stream"] == "tune"
     assert [p["value"] for p in entry["points"]] == [1.0] and entry["points"][0]["delta"]["n"] == 1
-    assert list(Path(tmp, "runs", "synthetic_s1", "tune").glob("*/frontier.png"))
+    assert set(entry["points"][0]["forgetting"]) == {"semantic"}  # the task learned before the last phase
+    for picture in ("frontier", "delta_vs_weight", "forgetting_vs_weight"):
+        assert list(Path(tmp, "runs", "synthetic_s1", "tune").glob(f"*/{picture}.png")), picture
     rest = [a for a in argv if not a.startswith(("methods=", "grid.", "seeds=", "widen="))]
     opts = compare.parse(["methods=lwf finetune", "seeds=3", f"tuned={path}", *rest])
     by_method = {cfg.method.name: (args, cfg) for _, args, cfg in compare.plan(opts)}

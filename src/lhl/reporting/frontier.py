@@ -6,7 +6,10 @@ Both read `tuned.yaml`'s per-method grid summaries (`reporting.tuning.PointScore
   finetune, %) on x, stability (relative backward transfer, %) on y, seed std as error bars, the
   non-dominated points filled and joined, the others hollow, the selected point starred;
 - `plot_delta_vs_weight`: final Δ against finetune (mean ± std over tuning seeds) against the knob's
-  value, the finetune end drawn at the left of a log axis, the selected value starred.
+  value, the finetune end drawn at the left of a log axis, the selected value starred;
+- `plot_forgetting_vs_weight`: one panel per old task, its main metric's forgetting (% of its value
+  when learned) against the knob's value, one line per method (a distillation term that protects
+  its task forgets less as its weight grows).
 """
 from __future__ import annotations
 
@@ -96,5 +99,37 @@ def plot_delta_vs_weight(methods: Mapping[str, Mapping], path: PathLike) -> Path
         ax.set_xlabel(f"method.{entry['option']}" + ("" if log else " (axis: 1 - value)"), fontsize=8)
         ax.set_ylabel("final Δ vs finetune (%)", fontsize=8)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return atomic_savefig(fig, path, dpi=120)
+
+
+def _x_positions(entry: Mapping):
+    pts = sorted(entry["points"], key=lambda s: s["value"])
+    log = entry.get("space", "log") == "log"
+    positive = [s["value"] for s in pts if s["value"] > 0]
+    zero_at = (min(positive) / 10.0) if positive else 1.0
+    return pts, [(s["value"] if s["value"] > 0 else zero_at) if log else 1.0 - s["value"] for s in pts]
+
+
+def plot_forgetting_vs_weight(methods: Mapping[str, Mapping], path: PathLike) -> Path:
+    """Per old task, forgetting (%) of its main metric against each method's knob value."""
+    tasks = sorted({t for e in methods.values() for s in e["points"] for t in s.get("forgetting", {})})
+    fig, axes = _panels(max(1, len(tasks)))
+    for ax, task in zip(axes, tasks):
+        for i, (name, entry) in enumerate(methods.items()):
+            pts, xs = _x_positions(entry)
+            ys = [s.get("forgetting", {}).get(task, {}).get("mean") for s in pts]
+            es = [s.get("forgetting", {}).get(task, {}).get("std") or 0.0 for s in pts]
+            keep = [(x, y, e) for x, y, e in zip(xs, ys, es) if y is not None]
+            if keep:
+                ax.errorbar([k[0] for k in keep], [k[1] for k in keep], yerr=[k[2] for k in keep], fmt="o-",
+                            capsize=2, color=f"C{i % 10}", label=f"{name} (method.{entry['option']})")
+        ax.set_xscale("log")
+        ax.axhline(0.0, color="grey", lw=0.8)
+        ax.set_title(f"{task}: forgetting vs knob (finetune end at the left)", fontsize=9)
+        ax.set_xlabel("knob value (log axis)", fontsize=8)
+        ax.set_ylabel("forgetting, % of learned value", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return atomic_savefig(fig, path, dpi=120)

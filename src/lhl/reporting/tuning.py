@@ -7,7 +7,8 @@ Per run, against the finetune run of the same seed on the same (tuning) stream:
   the first (the first phase trains every method alike), against finetune right after the same
   phase. Finetune is the most plastic learner, so this is De Lange et al.'s plasticity loss (and,
   with its sign turned, RWalk's intransigence measured against finetune rather than a joint model);
-- `stability`: relative backward transfer (%, `ranks.backward_transfer`; > 0 improved since learned).
+- `stability`: relative backward transfer (%, `ranks.backward_transfer`; > 0 improved since learned);
+- `forgetting`: per old task, its main metric's forgetting in % of its value when learned.
 
 Objectives (declared before anything runs):
 
@@ -24,7 +25,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from lhl.reporting.ranks import backward_transfer
 from lhl.reporting.results import Results
-from lhl.reporting.scores import relative_gain, delta
+from lhl.reporting.scores import delta, forgetting, relative_gain
 
 OBJECTIVES = ("delta", "plasticity_decay")
 
@@ -58,6 +59,8 @@ class PointScores:
     delta: List[float] = field(default_factory=list)
     plasticity: List[float] = field(default_factory=list)
     stability: List[float] = field(default_factory=list)
+    #: per task learned before the last phase: its main metric's forgetting, % of its learned value
+    forgetting: Dict[str, List[float]] = field(default_factory=dict)
 
     @staticmethod
     def _mean_std(xs: Sequence[float]) -> dict:
@@ -70,7 +73,8 @@ class PointScores:
 
     def summary(self) -> dict:
         return {"value": self.value, "seeds": list(self.seeds), "delta": self._mean_std(self.delta),
-                "plasticity": self._mean_std(self.plasticity), "stability": self._mean_std(self.stability)}
+                "plasticity": self._mean_std(self.plasticity), "stability": self._mean_std(self.stability),
+                "forgetting": {t: self._mean_std(v) for t, v in self.forgetting.items()}}
 
 
 def score_point(value: float, runs: Sequence[Results], refs: Sequence[Results]) -> PointScores:
@@ -86,6 +90,10 @@ def score_point(value: float, runs: Sequence[Results], refs: Sequence[Results]) 
         out.plasticity.append(new_task_delta(r, ref[seed]) or 0.0)
         bwt = backward_transfer(r)
         out.stability.append(0.0 if bwt is None else bwt)
+        for t, ms in forgetting(r, relative=True).items():
+            main = r.main_metric(t)
+            if main in ms:
+                out.forgetting.setdefault(t, []).append(float(ms[main]))
     return out
 
 

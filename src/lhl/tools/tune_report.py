@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_write_text
 from lhl.engine.build import run_folder_of
-from lhl.reporting.frontier import plot_delta_vs_weight, plot_frontier
+from lhl.reporting.frontier import plot_delta_vs_weight, plot_forgetting_vs_weight, plot_frontier
 from lhl.reporting.results import Results
 from lhl.reporting.tuning import non_dominated, on_edge, score_point, select
 from lhl.tools.runs import run_status
@@ -76,14 +76,16 @@ def markdown(seq: str, entries: Dict[str, dict], missing: List[str], machine: st
     for m, e in entries.items():
         front = set(non_dominated(e["points"]))
         lines += ["", f"## {m}: method.{e['option']} (tuning seeds {', '.join(map(str, e['seeds']))})", "",
-                  "| value | Δ vs finetune (%) | plasticity (%) | stability: BWT (%) | n | frontier |",
-                  "|---|---|---|---|---|---|"]
+                  "| value | Δ vs finetune (%) | plasticity (%) | stability: BWT (%) | forgetting (%) | n | frontier |",
+                  "|---|---|---|---|---|---|---|"]
         for s in e["points"]:
             star = " **(chosen)**" if s["value"] == e["chosen"] else ""
             lines.append(
                 f"| {s['value']:g}{star} | {_f(s['delta']['mean'])} ± {_f(s['delta']['std'])} | "
                 f"{_f(s['plasticity']['mean'])} ± {_f(s['plasticity']['std'])} | "
-                f"{_f(s['stability']['mean'])} ± {_f(s['stability']['std'])} | {s['delta']['n']} | "
+                f"{_f(s['stability']['mean'])} ± {_f(s['stability']['std'])} | "
+                + ", ".join(f"{t} {_f(v['mean'], '.1f')} ± {_f(v['std'], '.1f')}" for t, v in s.get("forgetting", {}).items())
+                + f" | {s['delta']['n']} | "
                 f"{'yes' if s['value'] in front else ''} |")
     if missing:
         lines += ["", "Runs not finished (left out):", *[f"- {m}" for m in missing]]
@@ -92,12 +94,13 @@ def markdown(seq: str, entries: Dict[str, dict], missing: List[str], machine: st
 
 def write(folder: Path, seq: str, entries: Dict[str, dict], missing: List[str], machine: str) -> Dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
-    out = {"yaml": folder / "tuned.yaml", "md": folder / "tune.md",
-           "frontier": folder / "frontier.png", "delta": folder / "delta_vs_weight.png"}
+    out = {"yaml": folder / "tuned.yaml", "md": folder / "tune.md", "frontier": folder / "frontier.png",
+           "delta": folder / "delta_vs_weight.png", "forgetting": folder / "forgetting_vs_weight.png"}
     atomic_write_text(out["yaml"], yaml.safe_dump({"sequence": seq, "methods": entries}, sort_keys=False,
                                                   default_flow_style=None, width=110))
     atomic_write_text(out["md"], markdown(seq, entries, missing, machine))
     if entries:
         plot_frontier(entries, out["frontier"])
         plot_delta_vs_weight(entries, out["delta"])
+        plot_forgetting_vs_weight(entries, out["forgetting"])
     return out
