@@ -176,3 +176,17 @@ def test_compare_reports_plasticity_against_the_reference(tmp_path):
     markdown, obj = aggregate({"m": [tmp_path / "m"], "finetune": [tmp_path / "ft"]}, ref="finetune")
     assert obj["methods"]["m"]["plasticity"]["mean"] == pytest.approx(-20.0)
     assert "## Stability and plasticity (%)" in markdown
+
+
+def test_tune_goes_out_as_a_slurm_job_array_with_a_tune_aggregation(tmp_path, monkeypatch, capsys):
+    from lhl.cli import main
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch: the scripts are written, not submitted
+    assert main(["tune", "seq=synthetic_small_s1", "methods=lwf", "grid.lwf=0,1", "seeds=100",
+                 f"run.out_dir={tmp_path}", "slurm=true", "submit=no", "time=01:00:00"]) == 0
+    folder = next(tmp_path.glob("synthetic_small_s1/tune/*/slurm"))
+    tasks = sorted(folder.glob("task_*.sbatch"))
+    assert len(tasks) == 3 and all("data.stream=tune" in t.read_text() for t in tasks)
+    assert "method.new=1.0" in tasks[2].read_text()
+    agg = (folder / "aggregate.sbatch").read_text()
+    assert "-m lhl tune" in agg and "aggregate=true" in agg and "slurm=true" not in agg
