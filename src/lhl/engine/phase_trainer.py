@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from lhl.config.epochs import phase_epochs
 from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase
-from lhl.engine.mid_phase import mid_phase_checkpoint
+from lhl.engine.mid_phase import AtomicCheckpointIO, mid_phase_checkpoint
 from lhl.engine.progress import PhaseProgressBar
-from lhl.engine.teacher import TeacherSwap
+from lhl.engine.teacher import ObserveBatches, TeacherSwap
 
 
 def process_count(t: DictConfig) -> int:
@@ -70,7 +70,8 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
         gradient_clip_val=t.gradient_clip_val,
         log_every_n_steps=t.log_every_n_steps,
         logger=logger if logger else False,
-        callbacks=[TeacherSwap(), *extra_callbacks] + bar + ([last] if last is not None else []),
+        callbacks=[TeacherSwap(), ObserveBatches(), *extra_callbacks] + bar + ([last] if last is not None else []),
+        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=last is not None,
         enable_model_summary=False,
         enable_progress_bar=bool(t.progress_bar),

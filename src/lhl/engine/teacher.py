@@ -1,4 +1,5 @@
-"""Callbacks of a lifelong phase: the teacher swap at the phase boundary."""
+"""Callbacks of a lifelong phase: the teacher swap at the phase boundary, and the method's view of
+each trained batch (`ObserveBatches`)."""
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -35,12 +36,6 @@ class TeacherSwap(pl.Callback):
         if module.teacher is not None:
             module.teacher.eval()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: LifelongModule, outputs, batch, batch_idx) -> None:
-        """The method sees the batch here, before any checkpoint callback of this batch end runs
-        (Lightning calls callbacks before the module's hook, checkpoint callbacks last), so a
-        mid-phase checkpoint holds the method's state after this batch."""
-        module.observe_batch(batch)
-
     @staticmethod
     def _check_identical_across_ranks(module: LifelongModule) -> None:
         """Under DDP every rank must hold the same teacher: compare a checksum across ranks."""
@@ -54,3 +49,13 @@ class TeacherSwap(pl.Callback):
                 f"the teacher differs across ranks (parameter checksums {sums.tolist()}); "
                 "use the 'ddp' strategy (not ddp_spawn) so every rank copies identical weights"
             )
+
+
+class ObserveBatches(pl.Callback):
+    """After each training step the method sees its batch (`Method.observe`: ER and DER store it
+    in their buffer only now). Lightning runs checkpoint callbacks after every other callback
+    (`Trainer.callbacks` puts them last), so a mid-phase checkpoint of this step holds the
+    buffer with this batch in it."""
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: LifelongModule, outputs, batch, batch_idx) -> None:
+        module.method.observe(batch, module.phase)
