@@ -79,5 +79,12 @@ def test_no_lab_notebook_in_the_docs_and_readme():
     assert hits == []
 
 
+def test_the_readme_links_resolve_in_the_repository():
+    """The README is read on GitHub and PyPI, outside the site: its relative links name real files."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {m.split("#")[0] for m in re.findall(r"\]\(([^)]+)\)", text) if "://" not in m}
+    assert sorted(t for t in targets if t and not (ROOT / t).exists()) == []
+
+
 def test_the_readme_stays_short():
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
