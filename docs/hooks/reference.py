@@ -54,8 +54,8 @@ def cli_outputs() -> dict:
         raise RuntimeError("no command found under 'commands:' in `lhl --help`")
     CACHE.mkdir(parents=True, exist_ok=True)
     for old in CACHE.glob("cli-*.json"):
-        old.unlink()
-    tmp = cached.with_suffix(".tmp")
+        old.unlink(missing_ok=True)  # another build may be cleaning up at the same time
+    tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     tmp.replace(cached)
     return data
