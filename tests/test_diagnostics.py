@@ -150,3 +150,19 @@ def test_a_run_with_diagnostics_writes_them(tmp_path, synth_cache):
     assert len(shares) == 2 and all(0.0 <= s <= 1.0 for s in shares)
     assert all(-1.0 <= float(r[k]) <= 1.0 for r in rows for k in cols if k.endswith("cos_new") and r[k])
     assert len(Results.load(run_dir).phases) == 2
+
+
+def test_mechanism_table_and_figure_from_run_logs(tmp_path):
+    from lhl.reporting.diagnosis import main
+
+    for seed, shares in ((0, (0.02, 0.04)), (1, (0.06, 0.08))):
+        logs = tmp_path / "had" / f"seed{seed}" / "logs" / "phase_1"
+        logs.mkdir(parents=True)
+        rows = ["phase,step_global,diag/had/semantic/worst_decile_share,diag/had/semantic/edge_keep,loss/total"]
+        rows += [f"1,{10 + i},{s},0.5,1.0" for i, s in enumerate(shares)] + ["1,12,,,1.0"]
+        (logs / "metrics.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "fig.png"
+    assert main(["--out", str(out), "--table", str(tmp_path / "t.md"), f"had={tmp_path}/had/seed*"]) == 0
+    # per run the phase mean (0.03, 0.07), then mean ± sample std over the two runs
+    assert "| had (n=2) | 2 | semantic | 0.050 ± 0.028 | 0.500 ± 0.000 | – | – |" in (tmp_path / "t.md").read_text()
+    assert out.stat().st_size > 1000
