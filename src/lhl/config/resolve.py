@@ -109,7 +109,8 @@ def sequence_tasks(cfg: DictConfig) -> Dict[str, Tuple[str, int]]:
     if missing:
         raise ConfigError(
             f"sequence.tasks: {missing} not offered by dataset '{cfg.data.dataset}' (it has "
-            f"{sorted(info)}){_near(missing[0], sorted(info))}"
+            f"{sorted(info)}){_near(missing[0], sorted(info))}; fix: drop {missing[0]!r} from sequence.tasks "
+            "or choose a dataset (data.dataset) that has it"
         )
     return {t: info[t] for t in cfg.sequence.tasks}
 

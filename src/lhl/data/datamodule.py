@@ -20,6 +20,7 @@ from lhl.core.distributed import rank_and_world
 from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase, phase_seed, phase_slices
 from lhl.data.resumable import ResumableLoader
+from lhl.data.validate import preflight
 from lhl.data.tuning import generates_tuning_views, held_out, stream_of, stream_options
 from lhl.tasks.base import TaskSpec
 
@@ -70,7 +71,14 @@ class LifelongDataModule(pl.LightningDataModule):
         self._sliced_len = 0
 
     def prepare_data(self) -> None:
-        """Generates a dataset that is made on demand (synthetic rooms) once, before ranks read it."""
+        """Generates a dataset that is made on demand (synthetic rooms) once, before ranks read it;
+        then checks both splits before training (`lhl.data.validate.preflight`: a bad file stops
+        here, naming the file, the field and the fix)."""
+        self._make_on_demand()
+        preflight(lambda split, tasks: build_dataset(self.cfg, split, tasks, list(self.specs)),
+                  list(self.specs), len(self.specs))
+
+    def _make_on_demand(self) -> None:
         cls, options = checked_options(self.cfg)
         if hasattr(cls, "prepare"):
             cls.prepare(root=self.cfg.root, **stream_options(cls, options, self.cfg))

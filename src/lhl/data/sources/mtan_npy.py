@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from lhl.core.errors import MissingInput
 from lhl.data.checks import found_near
+from lhl.data.validate import MissingFile, check_array
 from lhl.tasks import TASKS
 
 
@@ -94,12 +95,18 @@ class MTANNpyDataset(Dataset):
         for task in self.tasks:
             folder = self.dirs[task]
             found = _indices(folder) if folder.is_dir() else []
-            if found != self.indices:
-                what = (
-                    f"{folder} holds {len(found)} .npy files with numbers that do not match the "
-                    f"{len(self.indices)} in {self.dirs['image']}" if folder.is_dir()
-                    else f"folder {folder} not found ({found_near(folder)})"
+            if found != self.indices and folder.is_dir():
+                lacking = sorted(set(self.indices) - set(found))
+                extra = sorted(set(found) - set(self.indices))
+                first = (f"{folder / f'{lacking[0]}.npy'} is missing" if lacking
+                         else f"{folder / f'{extra[0]}.npy'} has no image {self.dirs['image'] / f'{extra[0]}.npy'}")
+                raise MissingFile(
+                    f"{dataset_name}: {first}: field '{task}' holds {len(found)} .npy files, the image folder "
+                    f"{len(self.indices)} ({len(lacking)} missing, {len(extra)} without an image); fix: re-convert "
+                    f"or re-copy the {split} split completely; get the data: {self.obtain}"
                 )
+            if found != self.indices:
+                what = f"folder {folder} not found ({found_near(folder)})"
                 raise FileNotFoundError(
                     f"{dataset_name}: {what} (task '{task}'); fix: re-convert or re-copy the {split} split "
                     f"completely; get the data: {self.obtain}"
@@ -126,6 +133,8 @@ class MTANNpyDataset(Dataset):
                 f"{' with H, W = ' + str(hw) if hw else ''} for the {kind} field; fix: re-convert "
                 f"the dataset into the MTAN layout; get the data: {self.obtain}"
             )
+        classes = getattr(self, "file_classes", None) or len(getattr(self, "CLASSES", ()) or ()) or None
+        check_array(path, kind, kind, a, classes if kind == "semantic" else None, self.dataset_name)
         return a
 
     def __getitem__(self, item: int) -> dict:

@@ -37,6 +37,7 @@ class SyntheticRooms(MTANNpyDataset):
                  n_train=1000, n_val=300, height=96, width=128, seed=0, cache=None, classes=13):
         self.classes = check_classes(classes)
         self.CLASSES = LABEL_SETS[self.classes][0]
+        self.file_classes = len(CLASSES)  # the files hold the 13 drawn classes whatever the read-time set
         self.params = writer.set_params(n_train, n_val, height, width, seed)
         folder = writer.ensure_set(self.params, cache=cache, root=root)
         super().__init__(folder, split, tasks, FOLDERS, dataset_name="synthetic", config_key="data.root",

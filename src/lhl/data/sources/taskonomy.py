@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 
 from lhl.core.errors import MissingInput
 from lhl.data.checks import found_near
+from lhl.data.validate import BadInput
 from lhl.data.convert import read_png
 from lhl.data.sources.nyuv2 import data_home
 from lhl.core.registry import DATASETS
@@ -99,8 +100,8 @@ def decode_semantic(v: np.ndarray, classes: int = SEMANTIC_CLASSES, source: str 
     lab = v.astype(np.int64) - 1
     if lab.size and lab.max() >= classes:
         raise ValueError(
-            f"{source}: class id {lab.max() + 1} exceeds semantic_classes={classes}; "
-            f"raise data.options.semantic_classes to at least {lab.max() + 1}"
+            f"{source}: field 'semantic': class id {lab.max() + 1} exceeds semantic_classes={classes}; "
+            f"fix: raise data.options.semantic_classes to at least {lab.max() + 1}, or correct the file"
         )
     return lab
 
@@ -237,7 +238,8 @@ class Taskonomy(Dataset):
             where = self.root / split_buildings[0] / "rgb" if split_buildings else self.root
             raise FileNotFoundError(
                 f"taskonomy: no complete point_*_view_*_domain_rgb.png samples for split '{split}' "
-                f"({len(split_buildings)} building(s)) under {self.root}; {found_near(where)}; get the data: {get}"
+                f"({len(split_buildings)} building(s)) under {self.root}; {found_near(where)}; fix: put the rgb "
+                f"files of the split's buildings there, or name other buildings (data.options); get the data: {get}"
             )
 
     def __len__(self) -> int:
@@ -274,6 +276,12 @@ class Taskonomy(Dataset):
         sample = {"image": _resize(image, self.size, "bilinear").clamp(0, 1) if self.size else image, "index": item}
         for task in self.tasks:
             sample[task] = self._load(task, key)
+            if not self.size and sample[task].shape[-2:] != image.shape[-2:]:
+                raise BadInput(
+                    f"taskonomy: {self.files[DOMAINS[task]][key]}: field '{task}': size "
+                    f"{tuple(sample[task].shape[-2:])} differs from the image's {tuple(image.shape[-2:])} "
+                    f"({self.files['rgb'][key]}); fix: re-download that file, or set data.options.size=[H, W] "
+                    "to resize every domain")
         return sample
 
     @classmethod
