@@ -50,7 +50,7 @@ def test_a_failure_while_training_keeps_its_traceback_and_is_logged(tmp_path, sy
 
 
 def test_the_process_exits_1_with_the_traceback(tmp_path, synth_cache):
-    overrides = tiny_overrides(tmp_path, synth_cache) + ["method=finetune"]
+    overrides = ["run", *tiny_overrides(tmp_path, synth_cache), "method=finetune"]
     code = textwrap.dedent(f"""
         import sys
         import lhl.engine.runner as runner

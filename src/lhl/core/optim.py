@@ -1,9 +1,13 @@
-"""The optimisers every trainer of lhl offers, built by one name (`train.optimizer`)."""
+"""The optimisers every trainer of lhl offers, built by one name (`train.optimizer`).
+
+The names are read by the config checks of commands that train nothing (`lhl run --print-config`,
+`lhl list`): torch is imported only by the builders."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "poly")
@@ -21,6 +25,8 @@ def build_optimizer(
     """Adam / AdamW (coupled / decoupled weight decay) or SGD with momentum. `fused`: torch's fused
     implementation where the parameters allow it (the same update; on CPU about 5x faster than the
     default per-tensor loop, and different only in floating-point rounding)."""
+    import torch
+
     params = [p for p in params if p.requires_grad]
     impl = {"fused": True} if fused and can_fuse(params) else {}
     if name == "adam":
@@ -36,6 +42,8 @@ def phase_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int
     """The learning rate over one phase's `total_steps` optimiser steps (torch's schedulers, stepped
     per step): constant (None, the release), cosine (half a cosine from lr to 0) or poly
     ((1 - t / T)^power to 0, DeepLab's; as `lhl distill` uses)."""
+    import torch
+
     if name == "constant":
         return None
     total = max(1, int(total_steps))

@@ -2,7 +2,8 @@
 
 Sequences (`seq=`), method presets (`method=`) and registered methods, datasets and their options,
 task types, backbones known to work (those the presets and tests use), and for `lhl distill` the
-kd presets, segmenter decoders and distillers.
+kd presets, segmenter decoders and distillers. The registries are read from the source
+(`Registry.declared`), not imported, so the list comes without loading torch.
 """
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from typing import Dict, List
 import yaml
 
 from lhl.config import experiments_dir
-from lhl.config.resolve import dataset_options
 from lhl.core.registry import DATASETS, DISTILLERS, METHODS, TASKS
+
+#: the constructor arguments every dataset takes that are not `data.options`
+SAMPLE_ARGS = ("root", "split", "tasks")
 
 #: lifelong-run backbones (timm names) the presets and tests run; any timm model with features_only may work
 KNOWN_BACKBONES = ("resnet18", "resnet18.tv_in1k")
@@ -49,10 +52,11 @@ def sections() -> Dict[str, List[str]]:
         f"{name:20s} method {_get(c, 'method.name', name)}"
         + (f", mode {_get(c, 'method.mode')}" if _get(c, "method.mode") else "")
         for name, c in _presets("method").items()]
-    out["methods (method.name=, or method= without a preset)"] = [", ".join(METHODS)]
+    out["methods (method.name=, or method= without a preset)"] = [", ".join(METHODS.declared())]
     out["datasets (data.dataset=; data.options keys)"] = [
-        f"{name:12s} {', '.join(dataset_options(DATASETS.get(name)))}" for name in DATASETS]
-    out["task types"] = [", ".join(TASKS)]
+        f"{name:12s} {', '.join(a for a in DATASETS.declared_parameters(name) if a not in SAMPLE_ARGS)}"
+        for name in DATASETS.declared()]
+    out["task types"] = [", ".join(TASKS.declared())]
     used = {str(_get(c, "model.backbone")) for c in seqs.values() if _get(c, "model.backbone")}
     out["backbones known to work (model.backbone=, timm names)"] = [", ".join(sorted(used | set(KNOWN_BACKBONES)))]
     kd = _presets("kd")
@@ -62,7 +66,7 @@ def sections() -> Dict[str, List[str]]:
         f"{_get(c, 'student.name', _get(base, 'student.name'))}" for name, c in kd.items()]
     pairs = {str(_get(c, f"{r}.name")) for c in kd.values() for r in ("teacher", "student") if _get(c, f"{r}.name")}
     out["segmenters known to work (--teacher / --student)"] = [", ".join(sorted(pairs | set(KNOWN_SEGMENTERS)))]
-    out["distillers (--kd)"] = [", ".join(DISTILLERS) + ", all"]
+    out["distillers (--kd)"] = [", ".join(DISTILLERS.declared()) + ", all"]
     return out
 
 

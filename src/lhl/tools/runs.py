@@ -64,9 +64,11 @@ def run_status(folder: Path) -> Optional[RunStatus]:
     elif cfg.run.name:
         status.overrides = {"run.name": str(cfg.run.name)}
     results = folder / "results.json"
-    if results.is_file():
-        status.done = sorted(int(p["phase"]) for p in json.loads(results.read_text()).get("phases", []))
-    status.total = _plan_length(cfg)
+    recorded = json.loads(results.read_text()) if results.is_file() else {}
+    status.done = sorted(int(p["phase"]) for p in recorded.get("phases", []))
+    planned = recorded.get("meta", {}).get("architectures")  # one backbone per phase of the plan
+    # the plan as results.json records it; else built from the config (imports the methods: slower)
+    status.total = len(planned) if planned else _plan_length(cfg)
     return status
 
 
