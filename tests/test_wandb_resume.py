@@ -66,7 +66,13 @@ class _SignalAt(pl.Callback):
 
 @pytest.fixture
 def isolated_wandb(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    """W&B in this test's own environment. wandb keeps one process-wide setup (its settings and
+    its service process) from the first `wandb.init` of the pytest process, so it is torn down
+    before and after: a test run after others then sees the settings set here, not those of an
+    earlier test (whose tmp folders may be gone). No system-metrics sampler and no console
+    capture: both add records on timers, by how long the run took."""
+    wandb = pytest.importorskip("wandb")
+    wandb.teardown()
     for k in list(os.environ):
         if k.startswith("WANDB_"):
             monkeypatch.delenv(k)
@@ -74,6 +80,11 @@ def isolated_wandb(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb_config"))
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("WANDB_X_DISABLE_STATS", "true")
+    monkeypatch.setenv("WANDB_CONSOLE", "off")
+    monkeypatch.setenv("WANDB_INIT_TIMEOUT", "600")  # a loaded machine starts the service slowly
+    yield
+    wandb.teardown()  # flushes and stops the service: every record is on disk
 
 
 @pytest.mark.slow
@@ -99,9 +110,15 @@ def test_one_wandb_run_across_a_requeued_sequence(tmp_path, synth_cache, monkeyp
     run_id = folder.wandb_run_id.read_text().strip()
     assert (tmp_path / "scontrol.log").is_file()
     run(load_config([], args))
-    offline = sorted((folder.root / "wandb").glob("offline-run-*"), key=lambda p: p.name)
+    import wandb
+
+    wandb.teardown()  # the service flushed and stopped: both transaction logs are complete
+    offline = list((folder.root / "wandb").glob("offline-run-*"))
     assert len(offline) == 2 and all(p.name.endswith(f"-{run_id}") for p in offline)  # one run, resumed
-    (rows1, _, kinds1), (rows2, summary, kinds2) = _read(offline[0]), _read(offline[1])
+    # which log is the first attempt: by content (its rows end at phase 2's step 1), not by the
+    # folder names' start times to the second
+    (rows1, _, kinds1), (rows2, summary, kinds2) = sorted(
+        (_read(p) for p in offline), key=lambda r: min(x.get("step_global", 1e9) for x in r[0]))
     assert "preempting" in kinds1 and "exit" in kinds1 and "exit" in kinds2  # marked, then finished
     steps = [r["step_global"] for r in rows1 + rows2]
     assert steps == sorted(steps) and steps[-1] == 6  # 3 + 3 steps: the sequence's axis, not per phase
