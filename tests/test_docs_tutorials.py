@@ -11,12 +11,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tiny_overrides
 from lhl.config import load_config
 from lhl.engine.runner import run
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 ROOT = Path(__file__).resolve().parents[1]
+#: a ResNet-18 at a quarter of its width: the tutorials' runs in seconds
+QUARTER_WIDTH = "model.timm_kwargs={channels: [16, 32, 64, 128]}"
+
+
+def TINY_STRIPES(tmp_path):  # noqa: N802 (a constant made per test folder)
+    """The tutorial's sequence at a tiny size: 16 views, 2 steps a phase, a quarter-width network."""
+    return [f"run.out_dir={tmp_path / 'runs'}", "data.options={n_train: 16, n_val: 8, size: 32}",
+            "data.batch_size=4", "train.epochs=1", "train.max_steps=2", "train.accelerator=cpu",
+            "train.progress_bar=false", "train.log_every_n_steps=1", "eval.gallery_samples=1",
+            "model.head_width=8", QUARTER_WIDTH]
+
+
 BLOCK = re.compile(r'^```(\w+) title="([^"]+)"\n(.*?)^```', re.S | re.M)
 
 
@@ -63,11 +74,11 @@ def test_the_tutorials_name_what_they_add():
     assert "method=l2_anchor" in text and "method=lwf_by_kind" in text
 
 
-def test_add_a_method_runs_end_to_end(tmp_path, synth_cache, tutorial_presets, monkeypatch):
-    """l2_anchor through its preset: its term enters the loss from the second phase on."""
+def test_add_a_method_runs_end_to_end(tmp_path, tutorial_presets, monkeypatch):
+    """l2_anchor through its preset (on the tutorial's own dataset, which needs no generation): its
+    term enters the loss from the second phase on."""
     monkeypatch.setenv("LHL_EXPERIMENTS", str(tutorial_presets))
-    overrides = tiny_overrides(tmp_path, synth_cache, **{"train.max_steps": 2, "eval.gallery_samples": 0})
-    cfg = load_config([], overrides + ["method=l2_anchor", "sequence.tasks=[semantic,depth]"])
+    cfg = load_config([], ["seq=stripes_s1", "method=l2_anchor", *TINY_STRIPES(tmp_path)])
     assert cfg.method.name == "l2_anchor" and cfg.run.method_tag == "l2_anchor" and cfg.method.strength == 0.01
     res = Results.load(run(cfg))
     assert [p["trained"] for p in res.phases] == [["semantic"], ["depth"]]
@@ -95,18 +106,15 @@ def test_the_distiller_weights_each_task_type(tutorial_presets, monkeypatch):
     assert logs["lwf_by_kind/depth/unweighted"].item() == pytest.approx(1.0)
 
 
-def test_a_method_option_typo_is_refused(tutorial_presets, monkeypatch, tmp_path, synth_cache):
+def test_a_method_option_typo_is_refused(tutorial_presets, monkeypatch, tmp_path):
     monkeypatch.setenv("LHL_EXPERIMENTS", str(tutorial_presets))
     with pytest.raises(Exception, match="strength"):
-        load_config([], tiny_overrides(tmp_path, synth_cache) + ["method=l2_anchor", "method.strenght=1"])
+        load_config([], ["seq=stripes_s1", "method=l2_anchor", "method.strenght=1"])
 
 
 def test_add_a_dataset_runs_end_to_end(tmp_path, tutorial_presets, monkeypatch):
     monkeypatch.setenv("LHL_EXPERIMENTS", str(tutorial_presets))
-    cfg = load_config([], ["seq=stripes_s1", "method=lwf", f"run.out_dir={tmp_path / 'runs'}",
-                           "data.options={n_train: 16, n_val: 8, size: 32}", "train.max_steps=2",
-                           "train.accelerator=cpu", "train.progress_bar=false", "eval.gallery_samples=1",
-                           "model.head_width=8", "train.log_every_n_steps=1"])
+    cfg = load_config([], ["seq=stripes_s1", "method=lwf", *TINY_STRIPES(tmp_path)])
     res = Results.load(run(cfg))
     assert [p["trained"] for p in res.phases] == [["semantic"], ["depth"]]
     final = res.phases[-1]["metrics"]
