@@ -105,7 +105,7 @@ def test_derpp_and_sgp_runs_under_two_process_ddp(tmp_path, synth_cache, method)
 
     from conftest import tiny_overrides
     from lhl.config import load_config
-    from lhl.engine.run_folder import RunFolder
+    from lhl.runs.folder import RunFolder
     from lhl.engine.runner import run
 
     common = {"sequence.tasks": "[semantic,depth]", "method": method, "train.max_steps": 2, "data.shuffle": "false",

@@ -10,9 +10,9 @@ from PIL import Image
 
 from conftest import tiny_overrides
 from lhl.config import load_config
-from lhl.engine.run_folder import RunFolder
+from lhl.runs.folder import RunFolder
 from lhl.engine.runner import run
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 NEW = ["der", "derpp", "icarl", "sgp", "spg"]
 #: a loss term each method logs once it has something to replay, distil or protect

@@ -12,7 +12,7 @@ from conftest import tiny_overrides
 from lhl.cli import main
 from lhl.config import ConfigError, load_config
 from lhl.engine.runner import run
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.tools.compare import parse
 from lhl.tools.compare_jobs import log_name, run_jobs, threads_per_job
 

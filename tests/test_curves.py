@@ -12,14 +12,14 @@ from conftest import CrashInPhase1, tiny_overrides
 from lhl.cli import main
 from lhl.config import load_config
 from lhl.engine import runner as runner_mod
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.engine.phase_trainer import val_every
 from lhl.engine.runner import run
 from lhl.reporting.curves import (
     check_short, convergence, curves_markdown, half_epoch, phase_tasks, reached, save_phase_curve,
 )
 from lhl.reporting.curves_over_seeds import convergence_over_seeds
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 #: two phases (semantic, depth) of two epochs of 3 batches; LwF (a teacher) and dropout 0.5 in the
 #: heads, a shuffled loader: the RNG matters

@@ -17,9 +17,10 @@ from conftest import tiny_overrides
 from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule
 from lhl.data.protocol import Phase
-from lhl.reporting.results import Results
-from lhl.engine.build import build_network, build_specs, run_folder_of
-from lhl.engine.run_folder import RunFolder
+from lhl.runs.results import Results
+from lhl.engine.build import build_network, build_specs
+from lhl.runs.identity import run_folder_of
+from lhl.runs.folder import RunFolder
 from lhl.engine.runner import run
 from lhl.tasks import build_task
 

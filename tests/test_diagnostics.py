@@ -16,7 +16,7 @@ from lhl.losses.pixel_share import worst_count, worst_share
 from lhl.methods.base import Step
 from lhl.methods.had import HAD
 from lhl.methods.lwf import LwF
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.tasks import build_task
 
 

@@ -11,7 +11,7 @@ from conftest import tiny_overrides
 from lhl.cli import main
 from lhl.config import load_config
 from lhl.core.machine import machine_info
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.engine.runner import run
 
 
@@ -135,7 +135,7 @@ def test_gpu_bf16_channels_last_augmented_run(tmp_path, synth_cache):
 
 
 def test_resume_refuses_changed_protocol_and_method_presets_get_own_folders(tmp_path, synth_cache):
-    from lhl.engine.build import run_folder_of
+    from lhl.runs.identity import run_folder_of
 
     first = _run(tmp_path, synth_cache, "method=finetune", "sequence.tasks=[depth]", "train.max_steps=1",
                  "eval.gallery_samples=0", "name=fixed")

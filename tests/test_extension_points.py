@@ -13,7 +13,7 @@ import pytest
 from conftest import tiny_overrides
 from lhl.config import load_config
 from lhl.engine.runner import run
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 PLUGIN = '''
 """A foreground task type (sigmoid, binary cross-entropy), a toy dataset offering it beside depth,

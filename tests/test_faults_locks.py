@@ -16,7 +16,7 @@ from conftest import tiny_overrides
 from lhl.cli import main
 from lhl.config import load_config
 from lhl.core.locks import FolderInUse, HolderLock, why_stale
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 
 
 def _dead_pid() -> int:

@@ -8,11 +8,11 @@ import torch
 
 from conftest import tiny_overrides
 from lhl.config import load_config
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.engine.nonfinite import NonFiniteLoss, NonFiniteWatch
 from lhl.engine.runner import run
 from lhl.methods.base import Method
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 
 def test_watch_keeps_the_first_bad_step_and_term():

@@ -17,9 +17,9 @@ from lhl.config import load_config
 from lhl.core import io as lhl_io
 from lhl.core.io import StorageError, atomic_write_json
 from lhl.engine import runner as runner_mod
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.engine.runner import run
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 
 def test_a_failing_write_keeps_the_old_file_and_names_path_and_space(tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from conftest import tiny_overrides
 from lhl.cli import main
 from lhl.config import ConfigError, experiments_dir, load_config
 from lhl.config.sweep import expand, split_multirun
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 
 
 def _folder(*overrides):

@@ -8,7 +8,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lhl"
 #: the layers, bottom first; a module may import its own layer and those below it
-LAYERS = ["core", "config", "tasks", "models", "data", "losses", "methods", "reporting", "engine",
+LAYERS = ["core", "config", "tasks", "models", "data", "runs", "losses", "methods", "reporting", "engine",
           "distill", "tools", "cli", "__main__"]
 MAX_LINES = 300
 

@@ -27,7 +27,7 @@ def test_wandb_offline_run_writes_files(tmp_path, synth_cache):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "wandb sync" in proc.stdout
-    from lhl.engine.build import run_folder_of
+    from lhl.runs.identity import run_folder_of
 
     run_dir = run_folder_of(load_config([], args)).root
     offline = list((run_dir / "wandb").glob("offline-run-*"))

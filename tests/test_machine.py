@@ -6,7 +6,7 @@ from lhl.core import machine
 from lhl.core.machine import cpu_name, device_name, machine_info, machine_label
 from lhl.reporting.aggregate import compare
 from lhl.reporting.render import machines_note, render_markdown
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.tasks.depth import DepthTask
 
 AVX2 = {"device": "CPU A", "cpu_capability": "AVX2", "threads": 1, "torch": "2.14.1"}

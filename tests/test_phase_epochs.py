@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_overrides
 from lhl.config import ConfigError, load_config
 from lhl.config.epochs import phase_epochs
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.engine.runner import run
 
 

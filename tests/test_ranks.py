@@ -11,7 +11,7 @@ import pytest
 from lhl.reporting.aggregate import compare
 from lhl.reporting.ranks import (average_ranks, backward_transfer, delta_after_phases, one_sample_test, paired_test,
                                  t_quantile)
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 #: method -> seed -> (seg after phase 0, seg final, dep final)
 TOY = {"finetune": {0: (0.50, 0.40, 0.50), 1: (0.70, 0.60, 0.50)},

@@ -9,7 +9,7 @@ import pytest
 
 from lhl.cli import main
 from lhl.reporting.ranks import welch_test
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.tools.release_parity import compare_rows, parse_release_log
 
 LOG = """2026-12-02 02:06:59 [trainer.py] => semantic results are ['0.1025', '0.5844'] depth results are ['2.1858', '0.7253'], normal results are ['0.0000', '0.0000', '0.0000', '0.0000', '0.0000']

@@ -17,9 +17,9 @@ from lhl.cli import main
 from lhl.config import load_config
 from lhl.data.resumable import ResumableLoader
 from lhl.engine import runner as runner_mod
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.engine.runner import run
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 
 def _batches(loader, n=None):
@@ -253,7 +253,7 @@ class _CrashAtTrainEnd(pl.Callback):
 def test_a_phase_resumed_after_its_last_step_still_runs_the_end_of_phase_estimates(tmp_path, synth_cache, monkeypatch):
     """A last.ckpt taken after the final step leaves Lightning nothing to train (it skips
     on_train_end): the runner must still run the method's on_phase_end (EWC's Fisher here)."""
-    from lhl.engine.run_folder import RunFolder
+    from lhl.runs.folder import RunFolder
 
     args = _overrides(tmp_path / "a", synth_cache, **{"method": "ewc", "train.checkpoint_every_steps": 5})
     ref = run(load_config([], _overrides(tmp_path / "ref", synth_cache, method="ewc")))

@@ -11,7 +11,7 @@ from lhl.reporting.plots import plot_compare, plot_forgetting, save_gallery
 from lhl.reporting.aggregate import compare
 from lhl.reporting.render import arrow, render_markdown, write_results
 from lhl.reporting.report_cli import cli, report
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
 from lhl.tasks.depth import DepthTask
 from lhl.tasks.normal import NormalTask

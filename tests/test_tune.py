@@ -10,7 +10,7 @@ from conftest import tiny_overrides
 from lhl.config import ConfigError
 from lhl.core.registry import METHODS
 from lhl.data.tuning import held_out
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.reporting.tuning import new_task_delta, non_dominated, on_edge, select
 from lhl.tools import compare, tune
 

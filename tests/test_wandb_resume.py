@@ -15,7 +15,7 @@ from conftest import tiny_overrides
 from lhl.config import ConfigError, load_config
 from lhl.config.resolve import check_processes, per_process_batch
 from lhl.engine import runner as runner_mod
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.engine.loggers import wandb_group, wandb_offline_default
 from lhl.engine.requeue import Requeued
 from lhl.engine.runner import run

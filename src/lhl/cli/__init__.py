@@ -63,7 +63,7 @@ COMMANDS = {
     "release-parity": "lhl.tools.release_parity:cli",
     "slurm": "lhl.tools.slurm:cli",
     "list": "lhl.tools.listing:cli",
-    "runs": "lhl.tools.runs:cli",
+    "runs": "lhl.cli.runs:cli",
 }
 DATA_COMMANDS = {
     "synth": "lhl.data.sources.synthetic:cli",
@@ -83,7 +83,7 @@ def run_main(argv: List[str]) -> int:
         return 0
     from lhl.config import load_config, to_yaml
     from lhl.config.sweep import expand, split_multirun
-    from lhl.engine.build import run_folder_of
+    from lhl.runs.identity import run_folder_of
 
     show = "--print-config" in argv
     argv, sweeps = split_multirun([a for a in argv if a != "--print-config"])
@@ -104,7 +104,7 @@ def run_main(argv: List[str]) -> int:
 
     from lhl.engine.runner import run
     from lhl.reporting.render import render_markdown
-    from lhl.reporting.results import Results
+    from lhl.runs.results import Results
     from lhl.engine.requeue import Requeued
     from lhl.core.errors import USER_ERRORS
 

@@ -11,9 +11,11 @@ from omegaconf import DictConfig
 
 from lhl.config.compose import ConfigError
 
-#: `lhl.distill.segmenters.DECODERS` (a higher layer; tests/test_upgrade.py checks they agree)
+#: the decoders of `lhl distill`'s segmenters (`<decoder>_<timm encoder>`; `lhl.distill.segmenters`
+#: reads them here, the lowest layer that names them)
 SEGMENTER_DECODERS = ("deeplabv3", "segformer", "upernet", "fpn")
-#: timm families built for one fixed image size (`lhl.models.backbone._IMG_SIZE_FAMILIES`)
+#: timm families whose position embeddings / windows are fixed by `img_size` at construction
+#: (`lhl.models.backbone` sets it for them; an upgrade refuses them)
 FIXED_SIZE_FAMILIES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "flexivit")
 EXAMPLES = "e.g. pvt_v2_b0 (a Transformer), convnext_atto, resnet18 or deeplabv3_resnet18"
 

@@ -11,6 +11,7 @@ from lhl.distill.config import load_config, preset_dir
 from lhl.distill.methods import kd_methods
 from lhl.distill.run import run
 from lhl.distill.seeds import parse_seeds, run_seeds
+from lhl.runs.folder import RESULTS_MD
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -55,6 +56,6 @@ def cli(argv: Optional[List[str]] = None) -> int:
         print(f"summary: {summary}")
         return 0
     root = run(cfg)
-    print("\n" + (root / "results.md").read_text())
+    print("\n" + (root / RESULTS_MD).read_text())
     print(f"run folder: {root}")
     return 0

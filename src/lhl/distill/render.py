@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.distill.methods import kd_methods, label
+from lhl.runs.folder import CONFIG_YAML, RESULTS_JSON, RESULTS_MD
 
 
 def render_markdown(results: Dict, cfg: DictConfig, root: Optional[Path] = None) -> str:
@@ -36,7 +37,7 @@ def render_markdown(results: Dict, cfg: DictConfig, root: Optional[Path] = None)
                   f"{100 * teacher['train_miou']:.2f}, pixel accuracy {100 * teacher['train_pixacc']:.2f}."]
     missing = [k for k in methods if k not in results]
     if missing:
-        config = (root / "config.yaml") if root is not None else "<run folder>/config.yaml"
+        config = (root / CONFIG_YAML) if root is not None else f"<run folder>/{CONFIG_YAML}"
         lines += ["", f"Missing rows: {', '.join(label(k) for k in missing)}. To add them (same config, "
                   "same teacher), run:", ""]
         lines += [f"    lhl distill --config {config} --kd {k}" for k in missing]
@@ -46,5 +47,5 @@ def render_markdown(results: Dict, cfg: DictConfig, root: Optional[Path] = None)
 
 def write_results(root: Path, results: Dict, cfg: DictConfig) -> None:
     """results.json and its table results.md."""
-    atomic_write_json(root / "results.json", results)
-    atomic_write_text(root / "results.md", render_markdown(results, cfg, root))
+    atomic_write_json(root / RESULTS_JSON, results)
+    atomic_write_text(root / RESULTS_MD, render_markdown(results, cfg, root))

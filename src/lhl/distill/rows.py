@@ -9,6 +9,7 @@ from typing import Dict
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.distill.methods import kd_methods, label, needs_teacher
+from lhl.runs.folder import RESULTS_JSON
 
 #: keys that do not change a student's numbers (besides run.* and the teacher, identified by its checkpoint)
 _NOT_IN_DIGEST = ("teacher_steps", "progress_bar", "log_every_n_steps")
@@ -28,7 +29,7 @@ def config_digest(cfg: DictConfig, kind: str) -> str:
 
 def earlier_rows(root: Path, cfg: DictConfig, teacher_id: str) -> Dict:
     """Student rows of earlier runs in `root` made with this config and teacher; others dropped (noted)."""
-    path = root / "results.json"
+    path = root / RESULTS_JSON
     if not path.exists():
         return {}
     try:

@@ -27,6 +27,7 @@ from lhl.distill.student_module import DistillModule
 from lhl.distill.render import write_results
 from lhl.distill.rows import config_digest, earlier_rows
 from lhl.distill.segmenters import Segmenter, build_segmenter
+from lhl.runs.folder import CONFIG_YAML, RESULTS_JSON
 
 
 def _trainer(cfg: DictConfig, root: Path, name: str, steps: int) -> pl.Trainer:
@@ -123,7 +124,7 @@ def run(cfg: DictConfig) -> Path:
     check_students(cfg, kinds, teacher, spec)
 
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(root / CONFIG_YAML, OmegaConf.to_yaml(cfg, resolve=True))
     results = {"teacher": teacher_stage(cfg, teacher, teacher_spec, ckpt, train, val, root)}
     teacher_id = results["teacher"]["teacher_id"] = file_digest(ckpt)
     results.update(earlier_rows(root, cfg, teacher_id))
@@ -131,7 +132,7 @@ def run(cfg: DictConfig) -> Path:
     kept = [k for k in kinds if k in results]  # an earlier run of this folder made them with this config and teacher
     if kept:
         print(f"{root}: keeping the earlier rows {', '.join(kept)} (same config and teacher); delete "
-              f"{root / 'results.json'} to train them again")
+              f"{root / RESULTS_JSON} to train them again")
     for kind in kinds:
         if kind in kept:
             continue

@@ -23,6 +23,7 @@ from lhl.distill.methods import kd_methods, label
 from lhl.reporting.aggregate import mean_std
 from lhl.reporting.ranks import paired_test
 from lhl.reporting.render import interval_cell, table
+from lhl.runs.folder import RESULTS_JSON
 
 #: the rows every paired column is taken against (registry names)
 ALONE, HETEROAKD = "none", "heteroakd"
@@ -110,7 +111,7 @@ def read_seed_results(out_dir: Path, base: str, seeds: Optional[Sequence[int]] =
         seeds = sorted(int(t) for t in tails if t.isdigit())
     found = {}
     for s in seeds:
-        path = out_dir / f"{base}_seed{int(s)}" / "results.json"
+        path = out_dir / f"{base}_seed{int(s)}" / RESULTS_JSON
         if path.exists():
             found[int(s)] = json.loads(path.read_text())
     return found

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lhl.config.upgrade import SEGMENTER_DECODERS
 from lhl.models.backbone import Encoder
 from lhl.models.heads import ASPPHead
 
-DECODERS = ("deeplabv3", "segformer", "upernet", "fpn")
+DECODERS = SEGMENTER_DECODERS
 
 
 def _cbr(cin: int, cout: int, k: int = 1) -> nn.Sequential:

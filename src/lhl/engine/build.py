@@ -1,5 +1,5 @@
 """What a lifelong run is built from, given its resolved config: task types, method, network,
-the resolved phase plan and the run folder."""
+the resolved phase plan."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,25 +8,15 @@ from typing import Dict, List, Optional
 import torch
 from omegaconf import DictConfig
 
-from lhl.config import ConfigError, method_tag
+from lhl.config import ConfigError
 from lhl.config.resolve import method_options, sequence_tasks, timm_kwargs
 from lhl.core.errors import MissingInput
 from lhl.data.protocol import Phase, resolve_plan
-from lhl.engine.run_folder import RunFolder
-from lhl.engine.run_identity import config_key, results_overrides
+from lhl.runs.folder import RunFolder
 from lhl.engine.synthetic_init import apply_init
 from lhl.methods.base import Method
 from lhl.models import MultiHeadPredictor
 from lhl.tasks import TaskSpec, build_task
-
-
-def run_folder_of(cfg: DictConfig) -> RunFolder:
-    """`run.out_dir/run.name`, by default `<out_dir>/<seq>/<method preset>/<overrides>/seed<k>`
-    (`<overrides>`: `default`, or a hash of the results-relevant overrides; see `run_identity`)."""
-    name = cfg.run.name or (
-        f"{cfg.sequence.name}/{method_tag(cfg)}/{config_key(results_overrides(cfg))}/seed{cfg.run.seed}"
-    )
-    return RunFolder(Path(cfg.run.out_dir) / name)
 
 
 def phases_start_from(cfg: DictConfig) -> Optional[RunFolder]:

@@ -16,8 +16,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from lhl.config import method_tag
-from lhl.engine.run_folder import RunFolder
-from lhl.engine.run_identity import config_key, results_overrides
+from lhl.runs.folder import RunFolder
+from lhl.runs.identity import config_key, results_overrides
 
 
 def _wandb_settings():

@@ -21,6 +21,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
+from lhl.runs.folder import RunFolder
+
 
 class NonFiniteLoss(FloatingPointError):
     """A loss term went NaN or infinite; the message names the step, the phase and the term."""
@@ -70,7 +72,7 @@ class NonFiniteWatch:
         kept = ""
         if folder is not None:
             ckpts = sorted(p.name for p in Path(folder).glob("*.ckpt"))
-            before = Path(folder).parent / f"phase_{phase - 1}" / "phase.ckpt"
+            before = RunFolder(Path(folder).parent).phase_ckpt(phase - 1)
             good = ([str(before)] if phase > 0 and before.is_file() else []) + [str(Path(folder) / c) for c in ckpts]
             kept = (" Kept, from before the non-finite step: " + ", ".join(good) + "." if good
                     else " No checkpoint of this run precedes it.")

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from lhl.config.epochs import phase_epochs
+from lhl.config.resolve import expected_processes
 from lhl.core.errors import UsageError
 from lhl.data.protocol import Phase
 from lhl.engine.mid_phase import AtomicCheckpointIO, mid_phase_checkpoint
@@ -17,23 +18,22 @@ from lhl.engine.progress import PhaseProgressBar
 from lhl.engine.teacher import ObserveBatches, TeacherSwap
 
 
-def process_count(t: DictConfig) -> int:
-    """How many training processes `train.devices` x `train.num_nodes` start."""
-    devices = t.devices
-    if OmegaConf.is_list(devices) or isinstance(devices, (list, tuple)):
-        n = len(devices)
-    elif str(devices) in ("auto", "-1"):
-        n = max(torch.cuda.device_count(), 1) if t.accelerator in ("auto", "gpu", "cuda") else 1
-    else:
-        n = int(devices)
-    return n * int(t.num_nodes)
+def process_count(cfg: DictConfig) -> int:
+    """How many training processes `train.devices` x `train.num_nodes` start: as the config fixes
+    it (`resolve.expected_processes`), else (devices=auto / -1) every visible GPU on a GPU
+    accelerator, one process otherwise."""
+    n = expected_processes(cfg)
+    if n is None:
+        t = cfg.train
+        n = (max(torch.cuda.device_count(), 1) if t.accelerator in ("auto", "gpu", "cuda") else 1) * int(t.num_nodes)
+    return n
 
 
-def strategy(t: DictConfig):
+def strategy(cfg: DictConfig):
     """DDP that lets heads idle in a phase (old heads under finetune, EWC, ER) without erroring."""
-    if t.strategy in ("auto", "ddp") and process_count(t) > 1:
+    if cfg.train.strategy in ("auto", "ddp") and process_count(cfg) > 1:
         return "ddp_find_unused_parameters_true"
-    return t.strategy
+    return cfg.train.strategy
 
 
 def val_every(cfg: DictConfig) -> int:
@@ -63,7 +63,7 @@ def phase_trainer(cfg: DictConfig, phase: Phase, num_phases: int, root: Path, lo
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=strategy(t),
+        strategy=strategy(cfg),
         precision=t.precision,
         sync_batchnorm=t.sync_batchnorm,
         deterministic=t.deterministic,

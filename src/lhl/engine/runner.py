@@ -26,21 +26,19 @@ from lhl.core.locks import HolderLock
 from lhl.core.machine import machine_info
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.data.protocol import Phase, phase_seed
-from lhl.engine.build import (
-    build_method, build_network, build_plan, build_specs, phases_start_from, run_folder_of,
-)
+from lhl.engine.build import build_method, build_network, build_plan, build_specs, phases_start_from
 from lhl.engine.lifelong_module import LifelongModule
 from lhl.engine.loggers import build_loggers
 from lhl.engine.phase_trainer import phase_trainer
 from lhl.engine.requeue import RequeueCallback, Requeued, RequeueSignal
-from lhl.engine.run_folder import RunFolder
-from lhl.engine.run_identity import check_same_run
+from lhl.runs.folder import RunFolder
+from lhl.runs.identity import check_same_run, run_folder_of
 from lhl.engine.timing import PhaseTimings, StepClock
 from lhl.engine.upgrade import (
     architectures, build_architecture, check_upgrade_networks, checked_architecture, cross_boundary,
 )
 from lhl.models import MultiHeadPredictor
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.tasks import build_task
 
 log = logging.getLogger("lhl")

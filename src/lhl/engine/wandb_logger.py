@@ -9,6 +9,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from lhl.reporting.scores import final_metrics, forgetting
+from lhl.runs.folder import FORGETTING_PNG
 
 #: W&B's x-axis: the step count of the whole sequence (each phase's Trainer restarts at 0)
 STEP = "step_global"
@@ -70,7 +71,7 @@ class SequenceWandbLogger(WandbLogger):
         for task, ms in results.phases[-1]["metrics"].items():
             for metric, value in ms.items():
                 payload[f"phase_end/{task}/{metric}"] = float(value)
-        plot = self._run_dir / "forgetting.png"
+        plot = self._run_dir / FORGETTING_PNG
         if plot.is_file():
             payload["forgetting"] = wandb.Image(str(plot))
         gallery = self._run_dir / f"phase_{phase}" / "gallery.png"

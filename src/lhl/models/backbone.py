@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Optional, Sequence
 import timm
 from torch import Tensor, nn
 
+from lhl.config.upgrade import FIXED_SIZE_FAMILIES
+
 _CNN_STRIDE_FAMILIES = ("resnet", "resnext", "wide_resnet", "regnet", "mobilenet", "efficientnet")
-#: timm families whose position embeddings / windows are fixed by `img_size` at construction
-_IMG_SIZE_FAMILIES = ("vit", "deit", "swin", "beit", "eva", "cait", "xcit", "flexivit")
 
 
 def create_timm_features(
@@ -50,7 +50,7 @@ class Encoder(nn.Module):
         super().__init__()
         kwargs = dict(timm_kwargs)
         stride = output_stride if name.startswith(_CNN_STRIDE_FAMILIES) else None
-        if img_size is not None and name.startswith(_IMG_SIZE_FAMILIES):
+        if img_size is not None and name.startswith(FIXED_SIZE_FAMILIES):
             kwargs["img_size"] = tuple(int(s) for s in img_size)
         self.body = create_timm_features(name, pretrained, out_indices, stride, **kwargs)
         self.channels: List[int] = list(self.body.feature_info.channels())

@@ -10,7 +10,7 @@ from lhl.core.errors import UsageError
 from lhl.reporting.paired import paired_deltas
 from lhl.reporting.render import compare_markdown
 from lhl.reporting.tuning import new_task_delta
-from lhl.reporting.results import Metrics, PathLike, Results
+from lhl.runs.results import Metrics, PathLike, Results
 from lhl.reporting.ranks import backward_transfer, delta_after_phases, mean_rank, pairs_by_seed
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
 

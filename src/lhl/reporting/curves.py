@@ -35,11 +35,10 @@ from lhl.core.io import atomic_savefig, atomic_write_json, atomic_write_text
 from lhl.config.epochs import phase_epochs
 from lhl.config.keys import RESUMABLE_CHANGES, flatten
 from lhl.reporting.render import arrow, table
-from lhl.reporting.results import Results
+from lhl.runs.folder import CONFIG_YAML, CURVES_JSON, CURVES_PNG
+from lhl.runs.results import Results
 
 PathLike = Union[str, Path]
-CURVES_JSON = "curves.json"
-CURVES_PNG = "curves.png"
 CONVERGED = 0.9  # reached >= this: converged (docs/concepts/metrics.md, convergence of a phase)
 
 
@@ -138,7 +137,7 @@ _MAY_DIFFER = RESUMABLE_CHANGES + (
 
 
 def _config(run_dir: Path) -> dict:
-    path = run_dir / "config.yaml"
+    path = run_dir / CONFIG_YAML
     if not path.is_file():
         raise MissingInput(f"{path}: no config.yaml; {run_dir} is no lhl run folder")
     return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
@@ -244,7 +243,7 @@ def write_curves(run_dir: PathLike, out: Optional[PathLike] = None, short: Optio
     the learning rate is annealed over each phase)."""
     run_dir = Path(run_dir)
     rows, results = load_curves(run_dir), Results.load(run_dir)
-    cfg = _config(run_dir) if (run_dir / "config.yaml").is_file() else {}
+    cfg = _config(run_dir) if (run_dir / CONFIG_YAML).is_file() else {}
     if short is None and annealed(cfg):
         schedule = cfg["train"]["lr_schedule"]
         raise UsageError(

@@ -16,7 +16,7 @@ from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.reporting.curves import CONVERGED, PathLike, config_differences, fmt_or_dash, write_curves
 from lhl.reporting.ranks import one_sample_test
 from lhl.reporting.render import arrow, table
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 
 def convergence_over_seeds(per_run: Sequence[Sequence[Mapping]]) -> List[dict]:

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from lhl.core.io import atomic_savefig
 from lhl.reporting.render import arrow
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 
 PathLike = Union[str, Path]
 

@@ -16,7 +16,7 @@ import math
 import statistics
 from typing import Dict, List, Mapping, Optional, Sequence, Union
 
-from lhl.reporting.results import Metrics, Results
+from lhl.runs.results import Metrics, Results
 from lhl.reporting.scores import delta, final_metrics, forgetting
 
 __all__ = ["average_ranks", "mean_rank", "paired_delta", "delta_after_phases", "backward_transfer",

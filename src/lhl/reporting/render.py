@@ -9,7 +9,8 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 from lhl.core.io import atomic_write_text
 from lhl.core.machine import machine_label
 from lhl.reporting.paired import ANCHORS
-from lhl.reporting.results import RESULTS_MD, Metrics, PathLike, Results
+from lhl.runs.folder import RESULTS_MD
+from lhl.runs.results import Metrics, PathLike, Results
 
 
 def arrow(higher: Optional[bool]) -> str:

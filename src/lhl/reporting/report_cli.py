@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 from lhl.core.errors import USER_ERRORS
 from lhl.core.io import atomic_write_json
 from lhl.reporting.render import report_markdown
-from lhl.reporting.results import PathLike, Results
+from lhl.runs.results import PathLike, Results
 from lhl.reporting.ranks import backward_transfer, delta_after_phases
 from lhl.reporting.scores import report_data as _scores
 

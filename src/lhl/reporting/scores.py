@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Union
 
 from lhl.core.errors import UsageError
-from lhl.reporting.results import Metrics, Results
+from lhl.runs.results import Metrics, Results
 
 
 def final_metrics(results: Results) -> Metrics:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from lhl.reporting.ranks import backward_transfer
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.reporting.scores import delta, forgetting, relative_gain
 
 OBJECTIVES = ("delta", "plasticity_decay")

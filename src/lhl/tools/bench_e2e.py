@@ -26,7 +26,7 @@ from lhl.config import load_config
 from lhl.data.datamodule import LifelongDataModule, build_dataset
 from lhl.core.io import atomic_write_json
 from lhl.core.machine import machine_info
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.reporting.scores import final_metrics
 from lhl.engine.runner import PhaseRunner
 

@@ -21,7 +21,8 @@ from typing import Dict, List, Optional, Tuple
 from lhl.config import ConfigError, load_config
 from lhl.config.sweep import parse_sweep
 from lhl.core.io import atomic_write_json, atomic_write_text
-from lhl.engine.build import run_folder_of
+from lhl.runs.folder import RunFolder
+from lhl.runs.identity import run_folder_of
 from lhl.reporting.plots import plot_compare
 from lhl.reporting.aggregate import compare
 from lhl.tools.runs import run_status
@@ -127,7 +128,7 @@ def plan(opts: dict) -> List[Tuple[str, List[str], object]]:
 
 def groups_from_globs(patterns: List[str]) -> Dict[str, List[Path]]:
     """{label: run folders} of the folders the patterns match (each holding a config.yaml)."""
-    folders = sorted({Path(p) for pat in patterns for p in glob.glob(pat) if (Path(p) / "config.yaml").is_file()})
+    folders = sorted({Path(p) for pat in patterns for p in glob.glob(pat) if RunFolder(Path(p)).config.is_file()})
     if not folders:
         raise ConfigError(f"runs={' '.join(patterns)!r}: no run folder (with a config.yaml) matches")
     by_method: Dict[str, Dict[str, List[Path]]] = {}

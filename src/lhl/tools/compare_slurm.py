@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from lhl.core.io import atomic_write_text
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.tools import slurm
 
 #: `lhl slurm` job keys compare passes to every task (out= and job_name= are set per task)

@@ -19,7 +19,7 @@ from typing import Dict, List, Optional
 from lhl.config import ConfigError
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.core.registry import METHODS
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.reporting.paired import paired_against
 from lhl.reporting.paper_tables import paper_csv, paper_latex, paper_markdown
 from lhl.tools import compare as cmp

@@ -23,7 +23,8 @@ from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.reporting.ranks import welch_test
 from lhl.reporting.aggregate import mean_std
 from lhl.reporting.render import arrow, table
-from lhl.reporting.results import Metrics, Results
+from lhl.runs.folder import RESULTS_JSON
+from lhl.runs.results import Metrics, Results
 from lhl.reporting.scores import final_metrics
 
 #: the release's printout: task -> the metric names of its list, in order (lhl's names)
@@ -119,7 +120,7 @@ def cli(argv: List[str]) -> int:
         release.append(parse_release_log(path.read_text(errors="replace"), where=str(path)))
     runs = []
     for folder in args.lhl:
-        if not (Path(folder) / "results.json").is_file():
+        if not (Path(folder) / RESULTS_JSON).is_file():
             raise SystemExit(f"lhl release-parity: --lhl {folder}: no results.json (give finished lhl run folders)")
         runs.append(Results.load(folder))
     rows = compare_rows(release, [final_metrics(r) for r in runs], runs[0].meta.get("directions", {}))

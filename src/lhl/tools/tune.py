@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 from lhl.config import ConfigError, load_config
 from lhl.core.io import atomic_write_text
 from lhl.core.registry import METHODS
-from lhl.engine.build import run_folder_of
+from lhl.runs.identity import run_folder_of
 from lhl.reporting.tuning import OBJECTIVES, on_edge, score_point, select
 from lhl.tools.runs import run_status
 

@@ -8,9 +8,10 @@ import yaml
 from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_write_text
-from lhl.engine.build import run_folder_of
+from lhl.runs.folder import RunFolder
+from lhl.runs.identity import run_folder_of
 from lhl.reporting.frontier import plot_delta_vs_weight, plot_forgetting_vs_weight, plot_frontier
-from lhl.reporting.results import Results
+from lhl.runs.results import Results
 from lhl.reporting.tuning import non_dominated, on_edge, score_point, select
 from lhl.tools.runs import run_status
 
@@ -25,7 +26,7 @@ def finished_results(folder: Path) -> Optional[Results]:
     s = run_status(folder)
     if s is None or not s.finished:
         return None
-    stream = OmegaConf.load(Path(folder) / "config.yaml").get("data", {}).get("stream", "report")
+    stream = OmegaConf.load(RunFolder(Path(folder)).config).get("data", {}).get("stream", "report")
     if stream != "tune":
         raise ReportedSplitRead(f"{folder}: made with data.stream={stream}; lhl tune selects on the tuning "
                                 "stream only")

@@ -21,35 +21,33 @@ from omegaconf import DictConfig, OmegaConf
 from lhl.core.errors import UsageError
 from lhl.config import Config, experiments_dir, method_tag
 from lhl.config.keys import RESUMABLE_CHANGES, flatten
+from lhl.runs.folder import RunFolder
 
 
 #: keys that are parts of the run folder's path, not of its overrides name
 IN_PATH = ("run.", "sequence.name")
 DEFAULT_KEY = "default"
-OVERRIDES_FILE = "overrides.yaml"
 
 
-def _flat(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k not in ("options", "method"):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
+def run_folder_of(cfg: DictConfig) -> RunFolder:
+    """`run.out_dir/run.name`, by default `<out_dir>/<seq>/<method preset>/<overrides>/seed<k>`
+    (`<overrides>`: `default`, or a hash of the results-relevant overrides)."""
+    name = cfg.run.name or (
+        f"{cfg.sequence.name}/{method_tag(cfg)}/{config_key(results_overrides(cfg))}/seed{cfg.run.seed}"
+    )
+    return RunFolder(Path(cfg.run.out_dir) / name)
 
 
 def check_same_run(run_dir: Path, cfg: DictConfig) -> None:
     """Refuse to continue a run folder made with settings that change the results."""
     record_overrides(run_dir, cfg)
-    path = run_dir / "config.yaml"
+    path = RunFolder(Path(run_dir)).config
     if not path.is_file():
         return
-    old = _flat(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
-    new = _flat(OmegaConf.to_container(cfg, resolve=True))
+    old = flatten(OmegaConf.to_container(OmegaConf.load(path), resolve=True))
+    new = flatten(OmegaConf.to_container(cfg, resolve=True))
     # a key added to the schema after the folder was made counts as its default there
-    defaults = _flat(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
+    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(Config), resolve=True))
     for key in sorted(set(old) | set(new)):
         before = old.get(key, defaults.get(key))
         if key.startswith(RESUMABLE_CHANGES) or before == new.get(key):
@@ -116,7 +114,7 @@ def record_overrides(run_dir: Path, cfg: DictConfig) -> None:
     if cfg.run.name:
         return
     overrides = results_overrides(cfg)
-    path = Path(run_dir).parent / OVERRIDES_FILE
+    path = RunFolder(Path(run_dir)).overrides
     if path.is_file():
         before = yaml.safe_load(path.read_text()) or {}
         if json.dumps(before, sort_keys=True, default=str) != json.dumps(overrides, sort_keys=True, default=str):

@@ -13,9 +13,8 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from lhl.core.errors import MissingInput, UsageError
 from lhl.core.io import atomic_write_json
+from lhl.runs.folder import RESULTS_JSON
 
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
 
 Metrics = Dict[str, Dict[str, float]]
 PathLike = Union[str, Path]

@@ -1,10 +1,13 @@
-"""Every path of a lifelong run's folder, in one place, and the phase checkpoint's format.
+"""Every path of a lifelong run's folder, in one place, and the phase checkpoint's format. Every
+other module names these files through the constants and `RunFolder` here, never by their text.
 
 ```
 <root>/config.yaml                 the resolved config of the run's first start
-<root>/results.json, results.md    R[phase][task][metric] (lhl.reporting.results)
+<root>/../overrides.yaml           the results-relevant overrides of a default-named run (lhl.runs.identity)
+<root>/results.json, results.md    R[phase][task][metric] (lhl.runs.results)
 <root>/forgetting.png              each task's main metric across phases
 <root>/curves.json                 learning curves within each phase (eval.every_n_epochs; lhl curves)
+<root>/curves.png, curves.md       their plot and convergence table (lhl curves)
 <root>/phase_<i>/phase.ckpt        network (and its architecture), heads, the method's state, the global step after phase i
 <root>/phase_<i>/gallery.png       input, ground truth and prediction of a few val images
 <root>/phase_<i>/requeue.ckpt      the SLURM requeue checkpoint of an unfinished phase (SIGUSR1)
@@ -26,10 +29,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
-import torch
-
 from lhl.core.io import atomic_torch_save
-from lhl.reporting.curves import CURVES_JSON
+
+CONFIG_YAML = "config.yaml"
+OVERRIDES_FILE = "overrides.yaml"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+FORGETTING_PNG = "forgetting.png"
+CURVES_JSON = "curves.json"
+CURVES_PNG = "curves.png"
+PHASE_CKPT = "phase.ckpt"
 
 PHASE_CKPT_FORMAT = 2  # 2: the network alone (no teacher copy: the next phase makes it anew)
 
@@ -40,25 +49,34 @@ class RunFolder:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / CONFIG_YAML
 
     @property
     def results_json(self) -> Path:
-        return self.root / "results.json"
+        return self.root / RESULTS_JSON
 
     @property
     def forgetting_plot(self) -> Path:
-        return self.root / "forgetting.png"
+        return self.root / FORGETTING_PNG
+
+    @property
+    def results_md(self) -> Path:
+        return self.root / RESULTS_MD
 
     @property
     def curves_json(self) -> Path:
         return self.root / CURVES_JSON
 
+    @property
+    def overrides(self) -> Path:
+        """Beside the seed folders of a default-named run: what its configuration changes."""
+        return self.root.parent / OVERRIDES_FILE
+
     def phase_dir(self, index: int) -> Path:
         return self.root / f"phase_{index}"
 
     def phase_ckpt(self, index: int) -> Path:
-        return self.phase_dir(index) / "phase.ckpt"
+        return self.phase_dir(index) / PHASE_CKPT
 
     def gallery(self, index: int) -> Path:
         return self.phase_dir(index) / "gallery.png"
@@ -157,6 +175,8 @@ class RunFolder:
                 f"{path}: phase {index} is recorded in {self.results_json} but its checkpoint is "
                 "missing; delete the run folder (or its results.json) to start the run again"
             )
+        import torch
+
         try:
             blob = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as err:  # noqa: BLE001 - a truncated or corrupt file, whatever torch says
@@ -184,6 +204,8 @@ def short(err: BaseException, limit: int = 160) -> str:
 def unreadable(path: Path) -> Optional[str]:
     """None when `path` opens as a torch checkpoint (its zip directory and records; the tensors are
     mapped, not read), else why not: a truncated or corrupt file."""
+    import torch
+
     try:
         torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # noqa: BLE001 - whatever torch raises for a damaged file
