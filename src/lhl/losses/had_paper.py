@@ -10,15 +10,19 @@ For one old task, against the teacher's activated output:
   the teacher's channel-mean map min-max normalised per image to [0, 1] (a flat map is all zeros)
   split into `> num_interval` and `<= num_interval` (`bins=2`), or into `bins` equal-width bins;
   inside a group the geometric mean exp(mean(log(max(L, 1e-6)))) (`group_mean=arithmetic`: the
-  mean); L_db = mean over the image's non-empty groups; then the mean over images.
+  mean); L_db = mean over the image's non-empty groups (`db_weighting=softmax_neg` / `softmax_pos`:
+  weighted by the detached softmax(-G) / softmax(+G) over them); then the mean over images.
 * SG, per image: Sobel (3x3, replicate padding) of the detached loss map (`salience_source=
   prediction`: of the teacher's label map, semantic argmax as numbers, else its channel mean),
-  magnitude, min-max normalised per image (flat: zeros); kept = normalised > scalar_val;
-  L_sg = mean of L over the kept pixels (0 when none); then the mean over images.
+  magnitude, min-max normalised per image (flat: zeros); kept = normalised > scalar_val
+  (`sg_select=top_fraction`: the `sg_fraction` of valid pixels of highest magnitude; `soft`: the
+  normalised magnitude as a weight); L_sg = mean of L over the kept pixels (0 when none; `soft`:
+  the weighted mean); then the mean over images.
 * L_had = L_db + L_sg; `db=False` / `sg=False` put the plain mean of L in that term's place.
 
 Vectorised (one scatter_add over (image, group) pairs, no loop over images or classes) and with
-no host round trip, so it runs on the meta device.
+no host round trip, so it runs on the meta device. The switches' values are checked where a user
+sets them (`lhl.methods.had.options`); `PaperConfig` only carries them.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from lhl.methods.shared.paradigm import Paradigm
 
 @METHODS.register("had")
 class HAD(PseudoLabelDistillation):
-    """HAD's distillation on every old task; see the module docstring for modes and mends."""
+    """HAD's distillation on every old task; `lhl.methods.had` describes the modes and switches."""
 
     log_prefix = "had"
 
