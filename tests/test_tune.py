@@ -190,3 +190,40 @@ def test_tune_goes_out_as_a_slurm_job_array_with_a_tune_aggregation(tmp_path, mo
     assert "method.new=1.0" in tasks[2].read_text()
     agg = (folder / "aggregate.sbatch").read_text()
     assert "-m lhl tune" in agg and "aggregate=true" in agg and "slurm=true" not in agg
+
+
+def test_a_dataset_without_a_generator_is_tuned_on_held_out_train_images_and_never_opens_val():
+    from omegaconf import OmegaConf
+    from torch.utils.data import Dataset
+
+    from lhl.core.registry import DATASETS
+    from lhl.data.datamodule import build_dataset
+
+    opened = []
+
+    class Probe(Dataset):
+        CLASSES = ("x", "y")
+
+        def __init__(self, root=None, split="train", tasks=("a",)):
+            opened.append(split)
+            self.n = {"train": 40, "val": 10}[split]
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return {"index": i}
+
+    if "tune_probe" not in DATASETS:
+        DATASETS.register("tune_probe")(Probe)
+    DATASETS._items["tune_probe"] = Probe
+    cfg = OmegaConf.create({"dataset": "tune_probe", "root": None, "options": {}, "stream": "tune",
+                            "val_fraction": 0.25, "shuffle_split": False, "split_seed": 0})
+    val = build_dataset(cfg, "val", ["a", "b"], index_tasks=["a", "b"])
+    train = build_dataset(cfg, "train", ["a"], index_tasks=["a", "b"])
+    assert opened == ["train", "train"], "the reported split was opened"
+    assert len(val) == 10 and len(train) == 30 and val.CLASSES == ("x", "y")
+    assert not {val[i]["index"] for i in range(len(val))} & {train[i]["index"] for i in range(len(train))}
+    assert sum(val[i]["index"] < 20 for i in range(len(val))) == 5  # a quarter of each phase's slice
+    report = OmegaConf.merge(cfg, {"stream": "report"})
+    assert len(build_dataset(report, "val", ["a"])) == 10 and opened[-1] == "val"
