@@ -120,3 +120,21 @@ def test_truncated_checkpoints_at_resume_are_set_aside(tmp_path, synth_cache, mo
     assert f"{root / 'phase_1' / 'last.ckpt'} cannot be read (" in out and "set aside as last.ckpt.corrupt" in out
     assert (root / "phase_0" / "phase.ckpt.corrupt").is_file() and (root / "phase_1" / "last.ckpt.corrupt").is_file()
     assert resumed.phases == uninterrupted.phases
+
+
+def test_a_kill_inside_a_write_keeps_the_old_file(tmp_path):
+    """The fault campaign's hook: SIGKILL after the temp file is written, before the rename."""
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "results.json"
+    target.write_text("old\n")
+    code = f"from lhl.core.io import atomic_write_text; atomic_write_text({str(target)!r}, 'new')"
+    env = {**os.environ, "LHL_FAULT_WRITE": "results.json"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=120).returncode == -signal.SIGKILL
+    assert target.read_text() == "old\n"
+    assert [p.name.startswith(".results.json.") for p in tmp_path.iterdir() if p != target] == [True]
+    from lhl.core.io import stale_temp_files
+
+    assert len(stale_temp_files(tmp_path)) == 1  # what the run's next attempt deletes, as the folder's one writer

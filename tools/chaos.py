@@ -33,6 +33,9 @@ from collections import Counter
 from pathlib import Path
 
 SIGNALS = {"KILL": signal.SIGKILL, "TERM": signal.SIGTERM, "USR1": signal.SIGUSR1}
+#: kind WRITE: SIGKILL inside the write of one of these files (temp file written, not yet renamed),
+#: through lhl's LHL_FAULT_WRITE hook (lhl.core.io.fault_point)
+WRITES = ("phase.ckpt", "last.ckpt", "results.json", "forgetting.png", "config.yaml")
 #: the tiny sequence: 3 phases of synthetic rooms at 32x32, a narrow network, one thread
 TINY = {
     "seq": "synthetic_small_s1", "method": "lwf",
@@ -78,7 +81,7 @@ def stage_of(lines: list) -> str:
 
 
 class Attempt:
-    """One `lhl run` process whose printed lines are kept, each with the time it came."""
+    """One `lhl run` process whose printed lines are kept."""
 
     def __init__(self, args: list, env: dict, log: Path):
         self.start = time.monotonic()
@@ -132,8 +135,11 @@ def first_difference(a, b, path="") -> str:
     return "" if a == b else f"{path}: {a!r} (reference) != {b!r} (after the faults)"
 
 
-def campaign(faults: int, seed: int, work: Path, steps: int, kinds: list, log=print, src=None) -> dict:
-    """`src`: run the `lhl` of this source folder (e.g. an exported commit) instead of the installed one."""
+def campaign(faults: int, seed: int, work: Path, steps: int, kinds: list, log=print, src=None,
+             budget_s: float = 0) -> dict:
+    """`src`: run the `lhl` of this source folder (e.g. an exported commit) instead of the installed one;
+    `budget_s` > 0: no new fault after that many seconds (the cycle under way still completes)."""
+    began = time.monotonic()
     rng = random.Random(seed)
     env = fake_slurm(work / "bin")
     if src:
@@ -147,15 +153,28 @@ def campaign(faults: int, seed: int, work: Path, steps: int, kinds: list, log=pr
     reference = next((work / "ref").rglob("results.json")).read_bytes()
     log(f"reference run: {span:.1f} s; drawing {faults} fault moments in [0, {span:.1f}] s (seed {seed})")
     record, cycle, difference = [], 0, None
-    while len(record) < faults and difference is None:
+    while len(record) < faults and difference is None and not (budget_s and time.monotonic() - began > budget_s):
         cycle += 1
         folder, cache = work / f"cycle{cycle}", work / f"cycle{cycle}_cache"
         args = overrides(folder, cache, steps)
         for attempt in range(1, 1000):
             moment, kind = rng.uniform(0, span), rng.choice(kinds)
-            if len(record) >= faults:
-                moment = None  # the faults are spent: this attempt runs to the end
-            run = Attempt(args, env, logs / f"cycle{cycle}.log")
+            target = rng.choice(WRITES) if kind == "WRITE" else None
+            if len(record) >= faults or (budget_s and time.monotonic() - began > budget_s):
+                moment = target = None  # the faults are spent (or the time): this attempt runs to the end
+            if target is not None:  # killed by the hook inside that write, if the attempt makes one
+                run = Attempt(args, {**env, "LHL_FAULT_WRITE": target}, logs / f"cycle{cycle}.log")
+                code = run.wait(1800)
+                if code == -signal.SIGKILL:
+                    record.append({"cycle": cycle, "attempt": attempt, "signal": f"KILL in {target} write",
+                                   "moment_s": round(time.monotonic() - run.start, 2),
+                                   "stage": stage_of(run.lines), "exit": code})
+                    log(f"  fault {len(record)}: cycle {cycle} attempt {attempt}: SIGKILL inside a write of "
+                        f"{target} ({stage_of(run.lines)})")
+                    continue
+                moment = None  # no such write was left to make: the attempt ran to its end
+            else:
+                run = Attempt(args, env, logs / f"cycle{cycle}.log")
             while moment is not None and run.proc.poll() is None and time.monotonic() - run.start < moment:
                 time.sleep(0.01)
             if moment is not None and run.proc.poll() is None:
@@ -167,7 +186,7 @@ def campaign(faults: int, seed: int, work: Path, steps: int, kinds: list, log=pr
                 log(f"  fault {len(record)}: cycle {cycle} attempt {attempt}: SIG{kind} at {moment:.1f} s "
                     f"({stage}) -> exit {code}")
                 continue
-            code = run.wait(1800)
+            code = run.wait(1800) if target is None else code
             if code != 0 or not complete(folder):
                 difference = f"cycle {cycle} attempt {attempt} ended with exit code {code} before completing"
                 break
@@ -202,15 +221,17 @@ def main(argv=None) -> int:
     p.add_argument("--faults", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=5, help="train.max_steps of each phase")
-    p.add_argument("--kinds", default="KILL,TERM,USR1", help="signals to draw from")
+    p.add_argument("--kinds", default="KILL,TERM,USR1,WRITE",
+                   help="faults to draw from: signals KILL, TERM, USR1; WRITE = SIGKILL inside a file write")
     p.add_argument("--work", help="campaign folder (default: a temporary one, removed after)")
     p.add_argument("--json", help="write every fault and the outcome to this file")
     p.add_argument("--table", action="store_true", help="print the faults by stage and signal")
     p.add_argument("--src", help="the source folder whose lhl runs (default: the installed one)")
+    p.add_argument("--budget-s", type=float, default=0, help="stop drawing faults after this many seconds")
     a = p.parse_args(argv)
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="lhl_chaos_"))
     try:
-        summary = campaign(a.faults, a.seed, work, a.steps, a.kinds.split(","), src=a.src)
+        summary = campaign(a.faults, a.seed, work, a.steps, a.kinds.split(","), src=a.src, budget_s=a.budget_s)
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)
@@ -219,6 +240,8 @@ def main(argv=None) -> int:
     if a.table:
         print(table(summary))
     k = len(summary["faults"])
+    if k < a.faults:
+        print(f"the time budget ({a.budget_s:.0f} s) allowed {k} of the {a.faults} faults asked for")
     if summary["difference"] is None:
         print(f"{k} of {k} faults survived, results identical")
         return 0

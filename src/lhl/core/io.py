@@ -12,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -52,6 +53,24 @@ def storage_error(err: OSError, path: PathLike) -> StorageError:
         "The previous version of the file, and every earlier checkpoint and result, is left as it was. "
         "Fix: free space (or repair the disk) and run the same command again: the run resumes from its "
         "last checkpoint")
+
+
+def stale_temp_files(folder: PathLike) -> list:
+    """The temp files of writes that never finished (a killed process) in `folder` and its
+    subfolders: `atomic_open`'s `.<name>.<random>.tmp` and checkpoints' `<name>.ckpt.tmp`. Only the
+    one writer of a folder may delete them (a live writer's temp file looks the same)."""
+    root = Path(folder)
+    found = [p for p in root.rglob(".*.tmp") if p.is_file()] + [p for p in root.rglob("*.ckpt.tmp") if p.is_file()]
+    return sorted(set(found))
+
+
+def fault_point(path: PathLike) -> None:
+    """A testing hook of the fault campaign (tools/chaos.py): with `LHL_FAULT_WRITE=<text>` in the
+    environment, a write of a path containing <text> kills this process with SIGKILL after its temp
+    file is written and before it is renamed into place (a crash inside a checkpoint write)."""
+    want = os.environ.get("LHL_FAULT_WRITE")
+    if want and want in os.fspath(path):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @contextmanager
@@ -95,6 +114,7 @@ def atomic_open(path: PathLike) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        fault_point(path)
         os.replace(tmp, path)
 
 

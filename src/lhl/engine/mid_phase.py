@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
-from lhl.core.io import storage_errors
+from lhl.core.io import fault_point, storage_errors
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -31,6 +31,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = f"{path}.tmp"
         with storage_errors(path, tmp):  # a full disk: the previous file stays, the message says so
             super().save_checkpoint(checkpoint, tmp, storage_options)
+        fault_point(path)  # the fault campaign's hook (LHL_FAULT_WRITE); nothing otherwise
         os.replace(tmp, path)
 
 

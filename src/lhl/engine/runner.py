@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from lhl.config import resolve, to_yaml
 from lhl.config.resolve import check_processes
-from lhl.core.io import atomic_write_text
+from lhl.core.io import atomic_write_text, stale_temp_files
 from lhl.core.locks import HolderLock
 from lhl.core.machine import machine_info
 from lhl.data.datamodule import LifelongDataModule, build_dataset
@@ -110,6 +110,8 @@ class PhaseRunner:
         self.folder.root.mkdir(parents=True, exist_ok=True)
         if pl.utilities.rank_zero_only.rank == 0:  # one writer per run folder, or a clear refusal
             self._lock = HolderLock(self.folder.lock, f"run folder {self.folder.root}").acquire()
+            for tmp in stale_temp_files(self.folder.root):  # half-written files of a killed attempt
+                tmp.unlink(missing_ok=True)
         check_same_run(self.folder.root, cfg)
         if pl.utilities.rank_zero_only.rank == 0 and not self.folder.config.is_file():
             atomic_write_text(self.folder.config, to_yaml(cfg))  # the first run's settings
