@@ -20,7 +20,7 @@ NODES    ?=## experiment compare compare-upgrade paper tune curves slurm: nodes 
 LOGGER   ?=## experiment compare compare-upgrade paper tune curves slurm: csv | tensorboard | wandb | none
 JOBS     ?=## compare compare-upgrade tune: runs at a time on this machine, one process each on 1/JOBS of the threads
 RUNS_DIR ?= runs## experiment compare compare-upgrade paper tune curves distill slurm clean-runs: where run folders go
-ARGS     ?=## experiment compare compare-upgrade paper tune curves distill bench bench-e2e slurm test docs: extra arguments, passed last
+ARGS     ?=## experiment compare compare-upgrade paper tune curves distill bench bench-e2e slurm test docs chaos: extra arguments, passed last
 TABLE    ?= main## paper: main | ablation
 AGGREGATE ?=## compare paper tune: 1 = never train, tabulate the finished runs
 RUN      ?=## report: the run folder to report
@@ -36,6 +36,8 @@ SCALE    ?= 2## curves: the long run trains every phase SCALE times as long
 ISOLATED ?=## curves: 1 = each long phase starts from the preset run's network after the phase before
 TUNED    ?=## compare paper: a tuned.yaml of `make tune`: each method at its chosen stability weight
 OBJECTIVE ?=## tune: delta (final Δ vs finetune, the default) | plasticity_decay (De Lange et al.)
+CHAOS_FAULTS ?=## chaos: faults in the campaign (unset: 50)
+CHAOS_SEED ?=## chaos: the seed that draws the faults, to replay a campaign (unset: 0)
 
 opt = $(if $(2),$(1)=$(2))
 # the seeds as a word list: SEEDS, else SEED, else none (the preset's run.seed / run.seeds)
