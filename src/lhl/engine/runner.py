@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from lhl.config import resolve, to_yaml
@@ -88,6 +89,10 @@ class PhaseRunner:
             if self.wandb is not None:
                 self.wandb.finish_run(exit_code=0, preempted=True)
             raise stop
+        except SIGTERMException as stop:  # Lightning ends a fit on SIGTERM with SystemExit(0): not a success
+            if self.wandb is not None:
+                self.wandb.finish_run(exit_code=1)
+            raise SystemExit("lhl run: SIGTERM: stopped before the run was complete; the same command resumes it") from stop
         except BaseException:
             if self.wandb is not None:
                 self.wandb.finish_run(exit_code=1)
