@@ -11,7 +11,7 @@ import torch
 
 import lhl.models.backbone as backbone
 from lhl.distill.checkpoint import load_teacher, model_spec, save_model
-from lhl.distill.cli import cli, config_from_args, parse_args
+from lhl.cli.distill import cli, config_from_args, parse_args
 from lhl.distill.config import devices, load_config
 from lhl.distill.rows import config_digest, earlier_rows
 from lhl.distill.segmenters import build_segmenter

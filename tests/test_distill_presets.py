@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import lhl.models.backbone as backbone
-from lhl.distill.cli import cli, config_from_args, parse_args
+from lhl.cli.distill import cli, config_from_args, parse_args
 from lhl.distill.config import load_config
 from lhl.distill.methods import build_distiller, kd_methods
 from lhl.distill.segmenters import build_segmenter

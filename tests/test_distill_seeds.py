@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from lhl.core.io import atomic_write_json
-from lhl.distill.cli import parse_args
+from lhl.cli.distill import parse_args
 from lhl.distill.config import load_config
 from lhl.distill.methods import requested_kinds
 from lhl.distill.seeds import parse_seeds, run_seeds, seed_config, summarise, summary_markdown

@@ -25,6 +25,6 @@ def test_declared_dataset_options_are_the_constructors():
 
 def test_lhl_list_names_every_method_and_imports_no_torch():
     assert "had" in sections()["methods (method.name=, or method= without a preset)"][0]
-    code = "import sys; from lhl.cli import main; main(['list']); print(sorted(m for m in ('torch', 'lightning', 'timm') if m in sys.modules))"
+    code = "import sys; from lhl.cli import main; main(['list']); main(['list']); print(sorted(m for m in ('torch', 'lightning', 'timm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

@@ -10,7 +10,9 @@ from lhl.core.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from lhl.reporting.plots import plot_compare, plot_forgetting, save_gallery
 from lhl.reporting.aggregate import compare
 from lhl.reporting.render import arrow, render_markdown, write_results
-from lhl.reporting.report_cli import cli, report
+from lhl.cli import main
+from lhl.cli.report import cli
+from lhl.reporting.report import report
 from lhl.runs.results import Results
 from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
 from lhl.tasks.depth import DepthTask
@@ -168,7 +170,7 @@ def test_report_and_cli(tmp_path, capsys):
     assert data["delta"] == pytest.approx(-11.25)
     assert data["forgetting"]["semantic"]["miou"] == pytest.approx(0.1)
     assert "Δ = -11.25%" in capsys.readouterr().out
-    assert cli([str(tmp_path / "missing")]) == 2
+    assert main(["report", str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
 
 

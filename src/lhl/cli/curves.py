@@ -1,10 +1,12 @@
-"""`lhl curves RUN... [--short RUN...] [--out FILE] [--summary FILE]`: learning curves within each
-phase and how much of a phase's result half its epochs reach (`lhl.reporting.curves`)."""
+"""`lhl curves RUN... [short=RUN...] [out=FILE] [summary=FILE]` (or `--short`, `--out`, `--summary`):
+learning curves within each phase and how much of a phase's result half its epochs reach
+(`lhl.reporting.curves`)."""
 from __future__ import annotations
 
 import argparse
 from typing import Optional, Sequence
 
+from lhl.cli.common import flags
 from lhl.core.errors import UsageError
 from lhl.reporting.curves import write_curves
 from lhl.reporting.curves_over_seeds import write_seeds
@@ -21,7 +23,7 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
         "the same run(s) with fewer epochs a phase (e.g. half), one per run and seed: value(E/2) is its value "
         "right after each phase instead of this run's at epoch E/2; required when train.lr_schedule anneals"))
     parser.add_argument("--summary", default=None, help="with several runs: write the table over seeds here (.md; a .json beside it)")
-    args = parser.parse_args(argv)
+    args = parser.parse_args(flags(argv, ("out", "short", "summary")))
     if len(args.run) == 1 and args.summary is None:
         _, md, png, md_path = write_curves(args.run[0], args.out, args.short[0] if args.short else None)
         print(md + f"\nplot: {png}\ntable: {md_path}")

@@ -25,9 +25,6 @@ KNOWN_SEGMENTERS = ("deeplabv3_resnet18", "deeplabv3_resnet50", "deeplabv3_mobil
                     "deeplabv3_mobilenetv2_035", "segformer_pvt_v2_b0", "upernet_swin_tiny_patch4_window7_224",
                     "fpn_vit_small_patch16_224", "fpn_vit_tiny_patch16_224")
 
-USAGE = "usage: lhl list [--experiments DIR]\n\n" + __doc__.split("\n\n")[1]
-
-
 def _presets(group: str) -> Dict[str, dict]:
     folder = experiments_dir() / group
     return {p.stem: (yaml.safe_load(p.read_text()) or {}) for p in sorted(folder.glob("*.yaml"))}
@@ -68,15 +65,3 @@ def sections() -> Dict[str, List[str]]:
     out["segmenters known to work (--teacher / --student)"] = [", ".join(sorted(pairs | set(KNOWN_SEGMENTERS)))]
     out["distillers (--kd)"] = [", ".join(DISTILLERS.declared()) + ", all"]
     return out
-
-
-def cli(argv: List[str]) -> int:
-    if any(a in ("-h", "--help", "help") for a in argv):
-        print(USAGE)
-        return 0
-    print(f"presets: {experiments_dir()}")
-    for heading, lines in sections().items():
-        print(f"\n{heading}:")
-        for line in lines:
-            print(f"  {line}")
-    return 0

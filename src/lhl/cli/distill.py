@@ -1,4 +1,5 @@
-"""`lhl distill` on the command line: flags and presets into a config, then the run."""
+"""`lhl distill`: options (`kd=heteroakd` or `--kd heteroakd`, ...), presets and key.path=value
+overrides into a config, then the run (`lhl.distill.run`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,11 +8,16 @@ from typing import List, Optional
 
 from omegaconf import DictConfig
 
+from lhl.cli.common import flags
 from lhl.distill.config import load_config, preset_dir
 from lhl.distill.methods import kd_methods
 from lhl.distill.run import run
 from lhl.distill.seeds import parse_seeds, run_seeds
 from lhl.runs.folder import RESULTS_MD
+
+
+#: the command's own options (not config keys): `--name value` or `name=value`
+OPTIONS = ("kd", "teacher", "student", "data", "out", "name", "teacher_ckpt", "seeds", "config")
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
@@ -33,7 +39,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
                    "then one table over the seeds with paired intervals: <out>/<name>_seeds.md")
     p.add_argument("--config", action="append", default=[], help="preset: experiments/kd/NAME.yaml or a path")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
-    return p.parse_intermixed_args(argv)  # key=value overrides may come before or after flags
+    # key=value overrides may come before or after the options; an option may be written name=value
+    return p.parse_intermixed_args(flags(argv, OPTIONS))
 
 
 def config_from_args(args: argparse.Namespace) -> DictConfig:
