@@ -139,4 +139,4 @@ clean-runs: ## print what RUNS_DIR holds, then remove it
 	else echo "no $(RUNS_DIR)/ folder: nothing to remove"; fi
 
 chaos: install ## the fault campaign: a tiny run killed at random moments (SIGKILL/SIGTERM/SIGUSR1), resumed, results compared byte for byte (CHAOS_FAULTS=50 CHAOS_SEED=0)
-	OMP_NUM_THREADS=1 $(BIN)/python tools/chaos.py --faults $(or $(CHAOS_FAULTS),50) --seed $(or $(CHAOS_SEED),0) --table $(ARGS)
+	OMP_NUM_THREADS=1 $(BIN)/lhl dev chaos --faults $(or $(CHAOS_FAULTS),50) --seed $(or $(CHAOS_SEED),0) --table $(ARGS)

@@ -1,21 +1,15 @@
 """The fault campaign at its CI size: a tiny 3-phase run killed twice at random moments (SIGKILL,
 SIGTERM or SIGUSR1 as a SLURM requeue), resumed after each, ends with the uninterrupted run's
-results.json byte for byte (tools/chaos.py; `make chaos` runs the full campaign)."""
+results.json byte for byte (`lhl dev chaos`, lhl.tools.chaos; `make chaos` runs the full campaign)."""
 from __future__ import annotations
-
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-CHAOS = Path(__file__).resolve().parents[1] / "tools" / "chaos.py"
-
 
 def _chaos():
-    spec = importlib.util.spec_from_file_location("lhl_chaos", CHAOS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from lhl.tools import chaos
+
+    return chaos
 
 
 def test_stage_labels_and_first_difference():
@@ -29,6 +23,8 @@ def test_stage_labels_and_first_difference():
 @pytest.mark.slow
 def test_two_random_faults_leave_the_results_identical(tmp_path, capsys):
     chaos = _chaos()
-    assert chaos.main(["--faults", "2", "--seed", "1", "--steps", "2", "--work", str(tmp_path),
+    from lhl.cli import main
+
+    assert main(["dev", "chaos", "--faults", "2", "--seed", "1", "--steps", "2", "--work", str(tmp_path),
                        "--json", str(tmp_path / "chaos.json")]) == 0
     assert capsys.readouterr().out.strip().endswith("2 of 2 faults survived, results identical")

@@ -1,7 +1,7 @@
 """`lhl dev ...`: the developers' measurements, out of the user's command list: training-step
 throughput (`bench`), a whole sequence timed as lhl runs it and as the release does (`bench-e2e`),
 the release and lhl side by side (`release-parity`), one distiller across seed sweeps
-(`distill-study`). The orchestration code lives in `lhl.tools` and `lhl.distill`."""
+(`distill-study`), the fault campaign (`chaos`). The orchestration code lives in `lhl.tools` and `lhl.distill`."""
 from __future__ import annotations
 
 from typing import List
@@ -15,6 +15,7 @@ measurements:
   bench-e2e [--seq S --method M] [k=v]        a whole sequence timed as lhl runs it and as the release does
   release-parity --release LOG.. --lhl RUN..  the HAD release and lhl side by side (final metrics per seed)
   distill-study NAME.. [--ref NAME]           one distiller's row across `lhl distill --seeds` sweeps, paired
+  chaos [--faults N --seed S]                 the fault campaign: a tiny run killed at random moments, resumed, compared
 
 `lhl bench`, `lhl bench-e2e`, `lhl release-parity` and `lhl distill-study` are the same commands.
 """
@@ -24,6 +25,7 @@ MEASUREMENTS = {
     "bench-e2e": "lhl.tools.bench_e2e:cli",
     "release-parity": "lhl.tools.release_parity:cli",
     "distill-study": "lhl.distill.study:cli",
+    "chaos": "lhl.tools.chaos:cli",
 }
 
 

@@ -65,7 +65,7 @@ def stale_temp_files(folder: PathLike) -> list:
 
 
 def fault_point(path: PathLike) -> None:
-    """A testing hook of the fault campaign (tools/chaos.py): with `LHL_FAULT_WRITE=<text>` in the
+    """A testing hook of the fault campaign (`lhl dev chaos`): with `LHL_FAULT_WRITE=<text>` in the
     environment, a write of a path containing <text> kills this process with SIGKILL after its temp
     file is written and before it is renamed into place (a crash inside a checkpoint write)."""
     want = os.environ.get("LHL_FAULT_WRITE")

@@ -1,7 +1,7 @@
 """A fault campaign: kill a short lifelong run at random moments, resume it, and check that its
 final results.json is the uninterrupted run's, byte for byte.
 
-    python tools/chaos.py --faults 50 --seed 0            # make chaos CHAOS_FAULTS=50 CHAOS_SEED=0
+    lhl dev chaos --faults 50 --seed 0            # make chaos CHAOS_FAULTS=50 CHAOS_SEED=0
 
 1. A reference run, uninterrupted, in its own folder and with its own fresh data cache: its
    wall-clock length T (from the process start: imports, data generation, every phase's steps,
@@ -217,7 +217,7 @@ def table(summary: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="lhl dev chaos", description=__doc__.split("\n\n")[0])
     p.add_argument("--faults", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=5, help="train.max_steps of each phase")
@@ -246,8 +246,13 @@ def main(argv=None) -> int:
         print(f"{k} of {k} faults survived, results identical")
         return 0
     print(f"{summary['survived']} of {k} faults survived; first difference: {summary['difference']}\n"
-          f"replay: python tools/chaos.py --faults {a.faults} --seed {a.seed} --steps {a.steps} --kinds {a.kinds}")
+          f"replay: lhl dev chaos --faults {a.faults} --seed {a.seed} --steps {a.steps} --kinds {a.kinds}")
     return 1
+
+
+def cli(argv) -> int:
+    """`lhl dev chaos ...`"""
+    return main(list(argv))
 
 
 if __name__ == "__main__":
