@@ -111,11 +111,11 @@ curves: install ## convergence check: finetune as the preset and SCALE x as long
 distill: install ## teacher, then students alone and with each distiller: lhl distill
 	$(strip $(BIN)/lhl distill $(if $(KD),--kd $(KD)) $(if $(TEACHER),--teacher $(TEACHER)) $(if $(STUDENT),--student $(STUDENT)) $(if $(DATA),--data $(DATA)) $(if $(TEACHER_CKPT),--teacher-ckpt $(TEACHER_CKPT)) $(if $(SEED_LIST),--seeds "$(SEED_LIST)") --out $(RUNS_DIR)/kd) $(ARGS)
 
-bench: install ## training-step throughput of finetune / LwF / HAD: lhl bench
-	$(BIN)/lhl bench $(ARGS)
+bench: install ## training-step throughput of finetune / LwF / HAD: lhl dev bench
+	$(BIN)/lhl dev bench $(ARGS)
 
-bench-e2e: install ## a whole sequence as lhl runs it and as the release does: lhl bench-e2e
-	$(BIN)/lhl bench-e2e $(ARGS)
+bench-e2e: install ## a whole sequence as lhl runs it and as the release does: lhl dev bench-e2e
+	$(BIN)/lhl dev bench-e2e $(ARGS)
 
 slurm: install ## write and submit one sbatch job per seed: lhl slurm
 	set -e; for s in $(or $(SEED_LIST),_); do \

@@ -23,7 +23,8 @@ def _call(main, argv):
 
 
 def commands(usage: str):
-    """`run`, `list`, ..., and `data synth`: the first words of the indented lines under `commands:`."""
+    """`run`, `list`, ..., `data synth`, and one entry per alternative of a group line
+    (`dev bench|bench-e2e` gives `dev bench`, `dev bench-e2e`): the indented lines under `commands:`."""
     found, inside = [], False
     for line in usage.splitlines():
         if line.strip() == "commands:":
@@ -35,11 +36,14 @@ def commands(usage: str):
             continue
         if inside:
             words = line.split()
-            name = words[0]
-            if name == "data" and len(words) > 1:
-                name = f"data {words[1]}"
-            if re.fullmatch(r"[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)?", name) and name not in found:
-                found.append(name)
+            names = [words[0]]
+            if len(words) > 1 and re.fullmatch(r"[a-z][a-z0-9-]*(\|[a-z][a-z0-9-]*)+", words[1]):
+                names = [f"{words[0]} {sub}" for sub in words[1].split("|")]
+            elif words[0] == "data" and len(words) > 1:
+                names = [f"data {words[1]}"]
+            for name in names:
+                if re.fullmatch(r"[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)?", name) and name not in found:
+                    found.append(name)
     return found
 
 
