@@ -57,7 +57,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             err = run_case(case, Path(tmp))
             line = first_line(err).replace(str(Path(tmp) / "data") + "/", "").replace(str(Path(tmp)), "<tmp>")
-        print(f"| {case['source']} | {case['case']} | {line.replace('|', '/')} |")
+        for raw, md in (("|", "/"), ("<", "&lt;"), (">", "&gt;"), ("*", "\\*")):  # a markdown table cell
+            line = line.replace(raw, md)
+        print(f"| {case['source']} | {case['case']} | {line} |")
     return 0
 
 
