@@ -7,9 +7,7 @@ from pathlib import Path
 
 import lightning
 import lightning.pytorch as pl
-import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 from packaging.requirements import Requirement
 from packaging.version import Version
@@ -67,43 +65,25 @@ def test_the_logging_decision_is_lightnings_own(tmp_path):
     assert [s for s, ours, _ in seen if ours] == [2, 5]  # steps 3 and 6 (1-based)
 
 
-def test_observe_batches_shows_each_trained_batch_once(tmp_path):
-    module = _module("er", **{})
-    calls = []
-    module.method.observe = lambda batch, phase: calls.append(batch["image"].shape[0])
-    _trainer(tmp_path, max_steps=2, callbacks=[ObserveBatches()]).fit(module, _data(4))
-    assert calls == [2, 2]
-
-
-def test_checkpoint_callbacks_run_after_the_batch_is_observed(tmp_path):
-    """The mid-phase checkpoint of a step holds the method's state after that step's batch: Lightning
-    moves `ModelCheckpoint` callbacks behind every other callback."""
+def test_batches_observed_before_the_checkpoint_and_the_private_attributes_lhl_reads(tmp_path):
+    """One fit: `ObserveBatches` shows the method each trained batch once, before the mid-phase
+    checkpoint of that step (Lightning moves `ModelCheckpoint` callbacks behind every other one), the
+    checkpoint is written beside and renamed; and the private attributes lhl still reads exist:
+    where and at which step `ModelCheckpoint` last saved (`MidPhaseCheckpoint.on_validation_end`),
+    `LightningModule._trainer` (is the module attached?) and the loop's batch progress (the
+    resumable loader)."""
     order = []
-    last = mid_phase_checkpoint(OmegaConf.create({"checkpoint_every_steps": 1}), tmp_path)
-
-    class Watch(ObserveBatches):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            order.append("observe")
-
-    last.on_save_checkpoint = lambda *a: order.append("save")
-    trainer = _trainer(tmp_path, max_steps=2, callbacks=[last, Watch()], enable_checkpointing=True,
-                       plugins=[AtomicCheckpointIO()])
-    trainer.fit(_module(), _data())
-    assert order[:2] == ["observe", "save"] and (tmp_path / "last.ckpt").is_file()
-    assert not list(tmp_path.glob("*.tmp"))  # written beside, then renamed
-
-
-def test_private_attributes_lhl_still_reads(tmp_path):
-    """`MidPhaseCheckpoint.on_validation_end` reads where and at which step `ModelCheckpoint` last
-    saved; `LifelongModule` asks `_trainer` whether it is attached; the resumable loader reads the
-    loop's batch progress."""
     last = mid_phase_checkpoint(OmegaConf.create({"checkpoint_every_steps": 2}), tmp_path)
     assert last._last_checkpoint_saved == "" and last._last_global_step_saved == 0
-    module = _module()
+    last.on_save_checkpoint = lambda *a: order.append("save")
+    module = _module("er")
+    module.method.observe = lambda batch, phase: order.append(batch["image"].shape[0])
     assert module._trainer is None
-    trainer = _trainer(tmp_path, max_steps=4, callbacks=[last], enable_checkpointing=True,
+    trainer = _trainer(tmp_path, max_steps=4, callbacks=[last, ObserveBatches()], enable_checkpointing=True,
                        plugins=[AtomicCheckpointIO()])
     trainer.fit(module, _data())
+    assert order == [2, 2, "save", 2, 2, "save"]
+    assert (tmp_path / "last.ckpt").is_file() and not list(tmp_path.glob("*.tmp"))
     assert last._last_global_step_saved == 4 and Path(last._last_checkpoint_saved).name == "last.ckpt"
     assert module._trainer is trainer
     assert trainer.fit_loop.epoch_loop.batch_progress.current.processed == 4  # the epoch's 4 batches

@@ -2,7 +2,7 @@
 `lhl report`, `lhl.cli.report`)."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 from lhl.reporting.render import report_markdown
 from lhl.runs.results import PathLike, Results

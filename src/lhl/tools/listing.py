@@ -7,7 +7,6 @@ kd presets, segmenter decoders and distillers. The registries are read from the 
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Dict, List
 
 import yaml
