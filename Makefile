@@ -18,7 +18,7 @@ REF      ?=## compare compare-upgrade paper: the reference method preset of Δ
 GPUS     ?=## experiment compare compare-upgrade paper tune curves slurm: GPUs per node (DDP); unset: one device
 NODES    ?=## experiment compare compare-upgrade paper tune curves slurm: nodes (multi-node DDP)
 LOGGER   ?=## experiment compare compare-upgrade paper tune curves slurm: csv | tensorboard | wandb | none
-JOBS     ?=## compare compare-upgrade tune: runs at a time on this machine, one process each on 1/JOBS of the threads
+JOBS     ?=## compare compare-upgrade paper tune: runs at a time on this machine, one process each on 1/JOBS of the threads
 RUNS_DIR ?= runs## experiment compare compare-upgrade paper tune curves distill slurm clean-runs: where run folders go
 ARGS     ?=## experiment compare compare-upgrade paper tune curves distill bench bench-e2e slurm test docs chaos: extra arguments, passed last
 TABLE    ?= main## paper: main | ablation
@@ -85,7 +85,7 @@ compare-upgrade: install ## the architecture-upgrade rows (SEEDS default 0-4, RE
 	$(BIN)/lhl compare seq=$(SEQ) methods="$(UPGRADE_ROWS)" seeds="$(or $(SEED_LIST),0 1 2 3 4)" ref=$(or $(REF),had) $(call opt,jobs,$(JOBS)) $(COMMON_OPTS) $(ARGS)
 
 paper: install ## the paper's main or ablation table (TABLE=): lhl paper
-	$(BIN)/lhl paper table=$(TABLE) seq=$(SEQ) $(SEEDS_OPT) $(if $(filter command line environment,$(origin METHODS)),methods="$(METHODS)") $(call opt,ref,$(REF)) $(call opt,tuned,$(TUNED)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
+	$(BIN)/lhl paper table=$(TABLE) seq=$(SEQ) $(SEEDS_OPT) $(if $(filter command line environment,$(origin METHODS)),methods="$(METHODS)") $(call opt,ref,$(REF)) $(call opt,tuned,$(TUNED)) $(call opt,jobs,$(JOBS)) $(if $(AGGREGATE),aggregate=true) $(COMMON_OPTS) $(ARGS)
 
 report: install ## a run's results, Δ and forgetting: lhl report RUN [--ref REF_RUN]
 	$(if $(RUN),,$(error make report RUN=<run folder> [REF_RUN=<reference run folder>]))

@@ -11,7 +11,6 @@ paper-shaped tables beside that comparison's `compare.json`: `paper_<table>.md`,
 """
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -20,6 +19,7 @@ from lhl.config import ConfigError
 from lhl.core.io import atomic_write_json, atomic_write_text
 from lhl.core.registry import METHODS
 from lhl.runs.identity import run_folder_of
+from lhl.reporting.comparison import COMPARE_JSON, Comparison
 from lhl.reporting.paired import paired_against
 from lhl.reporting.paper_tables import paper_csv, paper_latex, paper_markdown
 from lhl.tools import compare as cmp
@@ -32,6 +32,8 @@ USAGE = """usage: lhl paper table=main|ablation seq=NAME [seeds="0 1 2"] [aggreg
   table=ablation    had_paper and had_paper_{no_sg,no_db,arith,bins5,bins10,bins15,sobel_pred,
                     old_decoders_only,new_first,new_decoder_only}; Δ against had_paper
   aggregate=true    never train: tabulate the finished runs (the missing ones are named)
+  jobs=N            N runs at a time, as lhl compare jobs=N
+  tuned=FILE        each method at its weight chosen by `lhl tune` (its tuned.yaml), as lhl compare tuned=
   methods= ref= against=   override the table's methods, Δ reference, paired-test baseline
   key=value         any `lhl run` override, applied to every run (e.g. train.max_steps=20)
 """
@@ -74,12 +76,12 @@ def write_tables(compare_json: Path, table: str, against: str, ref: str, order: 
                  ) -> Dict[str, Path]:
     """paper_<table>.{md,csv,tex} (and .json: the paired tests) beside `compare_json`, the rows
     in `order` (the table's method order; the JSON file has its keys sorted)."""
-    obj = json.loads(Path(compare_json).read_text(encoding="utf-8"))
+    obj = Comparison.load(compare_json)
     if order:
-        ms = obj["methods"]
-        obj["methods"] = {n: ms[n] for n in [*order, *sorted(ms)] if n in ms}
-    if obj.get("reference") is not None:
-        obj["reference"]["label"] = ref
+        ms = obj.methods
+        obj.methods = {n: ms[n] for n in [*order, *sorted(ms)] if n in ms}
+    if obj.reference is not None:
+        obj.reference["label"] = ref
     title = {"main": "Main table", "ablation": f"Ablations (Δ relative to {ref})"}[table]
     folder = Path(compare_json).parent
     out = {"md": folder / f"paper_{table}.md", "csv": folder / f"paper_{table}.csv",
@@ -88,8 +90,8 @@ def write_tables(compare_json: Path, table: str, against: str, ref: str, order: 
     atomic_write_text(out["csv"], paper_csv(obj, against))
     atomic_write_text(out["tex"], paper_latex(obj, against, title))
     atomic_write_json(out["json"], {"table": table, "reference": ref, "against": against,
-                                    "paired_tests": paired_against(obj, against),
-                                    "mean_rank": {n: e.get("mean_rank") for n, e in obj["methods"].items()}})
+                                    "paired_tests": paired_against(obj.methods, against),
+                                    "mean_rank": {n: e.mean_rank for n, e in obj.methods.items()}})
     return out
 
 
@@ -109,16 +111,25 @@ def cli(argv: List[str]) -> int:
     for label, _, cfg in configs:
         groups.setdefault(label, []).append(run_folder_of(cfg).root)
     out_dir = cmp.compare_dir(Path(configs[-1][2].run.out_dir), copts["seq"], groups, copts["ref"])
-    if not copts["aggregate"]:
+    failed = []
+    if not copts["aggregate"] and copts["jobs"] > 1:  # as lhl compare jobs=N: N runs side by side
+        from lhl.tools.compare_jobs import prepare, run_jobs
+
+        prepare(configs)
+        failed = run_jobs(configs, copts["jobs"], out_dir / "logs")
+    elif not copts["aggregate"]:
         from lhl.engine.runner import run
 
         for label, _, cfg in configs:
             print(f"\n##### paper {opts['table']}: {copts['seq']} / {label} / seed {cfg.run.seed}", flush=True)
             run(cfg)
+    if failed:
+        print("lhl paper: runs failed (their logs name the error): "
+              + ", ".join(f"{label} seed {seed} (exit {c})" for label, seed, c in failed))
     rc = cmp.aggregate(groups, copts["ref"], out_dir)
     if rc:
         return rc
-    paths = write_tables(out_dir / "compare.json", opts["table"], opts["against"], opts["ref"], opts["methods"])
+    paths = write_tables(out_dir / COMPARE_JSON, opts["table"], opts["against"], opts["ref"], opts["methods"])
     print((out_dir / f"paper_{opts['table']}.md").read_text(encoding="utf-8"))
     print("paper tables written: " + ", ".join(str(p) for p in paths.values()))
     return 0
