@@ -70,7 +70,7 @@ def test_compare_counts_each_run_once_and_warns_on_mixed_machines(tmp_path):
             _run(seed, err, [m]).save(d)
             dirs[method].append(d)
     md, obj = compare(dirs, ref="a")  # the reference is one of the methods: its runs count once
-    assert obj["machines"] == [[AVX2], [AVX2], [AVX512], [AVX512]]
+    assert obj.machines == [[AVX2], [AVX2], [AVX512], [AVX512]]
     assert "Made on 2 machine setups" in md
     md_one, obj_one = compare({"a": dirs["a"]}, ref=dirs["a"])
-    assert obj_one["machines"] == [[AVX2], [AVX2]] and "Made on: CPU A (AVX2)" in md_one
+    assert obj_one.machines == [[AVX2], [AVX2]] and "Made on: CPU A (AVX2)" in md_one

@@ -3,6 +3,7 @@
 phase 1), 2 seeds."""
 from __future__ import annotations
 
+import json
 import math
 import sys
 
@@ -47,32 +48,32 @@ def test_average_ranks_share_ties():
 
 def test_compare_pairs_seeds_and_ranks(toy):
     md, obj = compare(toy, ref="finetune")
-    m = obj["methods"]
+    m = obj.methods
     # lwf: seed 0 seg +10 %, dep -10 % -> 0; seed 1 seg 0, dep +10 % -> 5
-    assert m["lwf"]["delta_pairing"] == "seed"
-    assert m["lwf"]["delta_per_seed"] == pytest.approx({"0": 0.0, "1": 5.0})
-    assert m["lwf"]["delta"]["mean"] == pytest.approx(2.5) and m["lwf"]["delta"]["std"] == pytest.approx(5 / math.sqrt(2))
+    assert m["lwf"].delta_pairing == "seed"
+    assert m["lwf"].delta_per_seed == pytest.approx({"0": 0.0, "1": 5.0})
+    assert m["lwf"].delta["mean"] == pytest.approx(2.5) and m["lwf"].delta["std"] == pytest.approx(5 / math.sqrt(2))
     # had: seed 0 (+20 + 0) / 2 = 10; seed 1 (+10 + 20) / 2 = 15
-    assert m["had"]["delta"]["mean"] == pytest.approx(12.5)
-    assert m["finetune"]["delta"]["mean"] == pytest.approx(0.0)
+    assert m["had"].delta["mean"] == pytest.approx(12.5)
+    assert m["finetune"].delta["mean"] == pytest.approx(0.0)
     # means over seeds: miou 0.50 / 0.52 / 0.57 -> 3, 2, 1; abs_err 0.50 / 0.50 / 0.45 -> 2.5, 2.5, 1
-    assert m["had"]["mean_rank"] == pytest.approx(1.0)
-    assert m["lwf"]["mean_rank"] == pytest.approx(2.25)
-    assert m["finetune"]["mean_rank"] == pytest.approx(2.75)
-    assert [str(p) for p in toy["had"]] == m["had"]["runs"]
+    assert m["had"].mean_rank == pytest.approx(1.0)
+    assert m["lwf"].mean_rank == pytest.approx(2.25)
+    assert m["finetune"].mean_rank == pytest.approx(2.75)
+    assert [str(p) for p in toy["had"]] == m["had"].runs
     # Δ after phase 0: seg equal everywhere; after phase 1: the final Δ
-    assert m["had"]["delta_after_phases"][0]["mean"] == pytest.approx(0.0)
-    assert m["had"]["delta_after_phases"][1]["mean"] == pytest.approx(12.5)
+    assert m["had"].delta_after_phases[0]["mean"] == pytest.approx(0.0)
+    assert m["had"].delta_after_phases[1]["mean"] == pytest.approx(12.5)
     # relative backward transfer: seg 0.5 -> 0.48 (-4 %), 0.7 -> 0.66 (-5.714 %)
-    assert m["had"]["backward_transfer"]["mean"] == pytest.approx(-(4 + 40 / 7) / 2)
+    assert m["had"].backward_transfer["mean"] == pytest.approx(-(4 + 40 / 7) / 2)
     assert "MR ↓" in md and "Δ after every phase" in md and "same seed" in md
 
 
 def test_unmatched_seeds_fall_back_to_the_reference_mean(toy):
     _, obj = compare({"lwf": toy["lwf"], "finetune": toy["finetune"][:1]}, ref="finetune")
     # seed 1 has no reference run: both seeds against finetune seed 0 (its only run)
-    assert obj["methods"]["lwf"]["delta_pairing"] == "mean"
-    assert obj["methods"]["lwf"]["delta_per_seed"]["1"] == pytest.approx((50.0 + 10.0) / 2)
+    assert obj.methods["lwf"].delta_pairing == "mean"
+    assert obj.methods["lwf"].delta_per_seed["1"] == pytest.approx((50.0 + 10.0) / 2)
 
 
 def test_helpers_on_one_run():
@@ -102,7 +103,7 @@ def test_paper_tables_from_a_comparison(toy, tmp_path):
     from lhl.tools.paper import MAIN, parse, write_tables
 
     _, obj = compare(toy, ref="finetune")
-    atomic_write_json(tmp_path / "compare.json", obj)
+    atomic_write_json(tmp_path / "compare.json", obj.to_dict())
     paths = write_tables(tmp_path / "compare.json", "main", "had", "finetune", ["finetune", "lwf", "had"])
     md = paths["md"].read_text()
     assert md.index("| finetune") < md.index("| lwf") < md.index("| had (")
@@ -122,18 +123,34 @@ def test_paper_tables_from_a_comparison(toy, tmp_path):
 
 def test_compare_pairs_every_method_with_had_and_lwf(toy):
     md, obj = compare(toy, ref="finetune")
-    m = obj["methods"]
+    m = obj.methods
     # per-seed Δ: finetune 0 / 0, lwf 0 / 5, had 10 / 15 (see test_compare_pairs_seeds_and_ranks)
-    ft_had = m["finetune"]["paired_delta"]["had"]  # differences -10, -15
+    ft_had = m["finetune"].paired_delta["had"]  # differences -10, -15
     half = 12.706 * (5 / math.sqrt(2)) / math.sqrt(2)  # t(0.975, 1) * sd / sqrt(n)
     assert ft_had["mean"] == pytest.approx(-12.5)
     assert ft_had["ci95"] == pytest.approx([-12.5 - half, -12.5 + half], rel=1e-3)
-    assert m["finetune"]["paired_delta"]["lwf"]["mean"] == pytest.approx(-2.5)
+    assert m["finetune"].paired_delta["lwf"]["mean"] == pytest.approx(-2.5)
     # lwf - had = -10 on both seeds: no spread, so a mean without an interval
-    assert m["lwf"]["paired_delta"]["had"]["mean"] == pytest.approx(-10.0)
-    assert m["lwf"]["paired_delta"]["had"]["ci95"] is None
-    assert "had" not in m["had"]["paired_delta"] and m["had"]["paired_delta"]["lwf"]["mean"] == pytest.approx(10.0)
+    assert m["lwf"].paired_delta["had"]["mean"] == pytest.approx(-10.0)
+    assert m["lwf"].paired_delta["had"]["ci95"] is None
+    assert "had" not in m["had"].paired_delta and m["had"].paired_delta["lwf"]["mean"] == pytest.approx(10.0)
     assert "Paired Δ difference vs had and lwf" in md
     # without the anchors among the methods there is no paired table
     md2, obj2 = compare({"finetune": toy["finetune"], "x": toy["lwf"]}, ref="finetune")
-    assert "paired_delta" not in obj2["methods"]["x"] and "Paired" not in md2
+    assert obj2.methods["x"].paired_delta is None and "Paired" not in md2
+
+
+def test_the_comparison_is_typed_and_round_trips_through_compare_json(toy, tmp_path):
+    from lhl.core.io import atomic_write_json
+    from lhl.reporting.comparison import Comparison, MethodSummary
+
+    _, obj = compare(toy, ref="finetune")
+    assert isinstance(obj, Comparison) and all(isinstance(e, MethodSummary) for e in obj.methods.values())
+    data = obj.to_dict()
+    assert "paired_delta" in data["methods"]["lwf"] and data["reference"]["runs"]
+    atomic_write_json(tmp_path / "compare.json", data)
+    back = Comparison.load(tmp_path)
+    assert back.to_dict() == json.loads((tmp_path / "compare.json").read_text())
+    assert back.methods["had"].delta["mean"] == pytest.approx(obj.methods["had"].delta["mean"])
+    _, plain = compare({"had": toy["had"]})  # no reference: no Δ pairing written at all
+    assert "delta_pairing" not in plain.to_dict()["methods"]["had"] and plain.methods["had"].delta is None

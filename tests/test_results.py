@@ -186,15 +186,15 @@ def test_compare_mean_std(tmp_path):
     ref = tmp_path / "ref"
     _single_task_ref().save(ref)
     md, obj = compare(dirs, ref=ref)
-    had = obj["methods"]["had"]
-    assert had["final"]["semantic"]["miou"] == pytest.approx({"mean": 0.5, "std": math.sqrt(0.02), "n": 2})
-    assert had["final"]["depth"]["abs_err"]["std"] == 0.0
+    had = obj.methods["had"]
+    assert had.final["semantic"]["miou"] == pytest.approx({"mean": 0.5, "std": math.sqrt(0.02), "n": 2})
+    assert had.final["depth"]["abs_err"]["std"] == 0.0
     # Δ semantic per seed: 50*(-0.2 - 0.2) = -20 and 50*(0.2 - 0.2) = 0; depth -2.5 both
-    assert had["delta_per_task"]["semantic"]["mean"] == pytest.approx(-10.0)
-    assert had["delta"]["mean"] == pytest.approx((-11.25 - 1.25) / 2)
-    assert had["delta"]["std"] == pytest.approx(math.sqrt(2 * 5.0 ** 2))
-    assert had["forgetting"]["semantic"]["miou"]["mean"] == pytest.approx(0.0)
-    assert obj["methods"]["finetune"]["forgetting"]["semantic"]["miou"]["mean"] == pytest.approx(0.4)
+    assert had.delta_per_task["semantic"]["mean"] == pytest.approx(-10.0)
+    assert had.delta["mean"] == pytest.approx((-11.25 - 1.25) / 2)
+    assert had.delta["std"] == pytest.approx(math.sqrt(2 * 5.0 ** 2))
+    assert had.forgetting["semantic"]["miou"]["mean"] == pytest.approx(0.0)
+    assert obj.methods["finetune"].forgetting["semantic"]["miou"]["mean"] == pytest.approx(0.4)
     assert "0.5000 ± 0.1414" in md and "finetune (n=2)" in md and "## Δ vs reference" in md
     assert "| had | -6.25 ± 7.07 |" in md  # the sign belongs to the mean, not the spread
     # relative forgetting of the main metric: 0.5 -> 0.1 is 80 % of the learned mIoU on both seeds;
@@ -202,7 +202,7 @@ def test_compare_mean_std(tmp_path):
     assert "## Relative forgetting of the main metric" in md
     assert "| finetune | +80.0 ± 0.0 | — |" in md and "| had | +0.0 ± 28.3 | — |" in md
     md2, obj2 = compare(dirs | {"single_task": [ref]}, ref="single_task")
-    assert obj2["methods"]["single_task"]["delta"]["mean"] == pytest.approx(0.0)
+    assert obj2.methods["single_task"].delta["mean"] == pytest.approx(0.0)
     assert "| single_task | +0.00 |" in md2  # one run: the value, no ± 0
 
 

@@ -174,7 +174,7 @@ def test_compare_reports_plasticity_against_the_reference(tmp_path):
     run.meta["main_metric"] = ref.meta["main_metric"] = {"a": "acc", "b": "err"}
     run.save(tmp_path / "m"), ref.save(tmp_path / "ft")
     markdown, obj = aggregate({"m": [tmp_path / "m"], "finetune": [tmp_path / "ft"]}, ref="finetune")
-    assert obj["methods"]["m"]["plasticity"]["mean"] == pytest.approx(-20.0)
+    assert obj.methods["m"].plasticity["mean"] == pytest.approx(-20.0)
     assert "## Stability and plasticity (%)" in markdown
 
 

@@ -9,25 +9,26 @@ import io
 import math
 from typing import Dict, List, Optional
 
+from lhl.reporting.comparison import Comparison
 from lhl.reporting.paired import paired_against
 from lhl.reporting.render import arrow, table
 
 __all__ = ["paper_rows", "paper_markdown", "paper_csv", "paper_latex"]
 
 
-def _columns(obj: dict) -> List[tuple]:
+def _columns(obj: Comparison) -> List[tuple]:
     """[(task, metric, higher)] in the sequence's order."""
-    return [(t, m, h) for t in obj["tasks"] for m, h in obj["directions"].get(t, {}).items()]
+    return [(t, m, h) for t in obj.tasks for m, h in obj.directions.get(t, {}).items()]
 
 
-def paper_rows(obj: dict, against: str) -> List[dict]:
+def paper_rows(obj: Comparison, against: str) -> List[dict]:
     """One plain row per method: the numbers every format renders."""
-    tests = paired_against(obj, against)
+    tests = paired_against(obj.methods, against)
     rows = []
-    for name, e in obj["methods"].items():
-        cells = {f"{t}/{m}": e["final"].get(t, {}).get(m) for t, m, _ in _columns(obj)}
-        rows.append({"method": name, "n": len(e.get("seeds", [])), "cells": cells, "delta": e.get("delta"),
-                     "mean_rank": e.get("mean_rank"), "test": tests.get(name)})
+    for name, e in obj.methods.items():
+        cells = {f"{t}/{m}": e.final.get(t, {}).get(m) for t, m, _ in _columns(obj)}
+        rows.append({"method": name, "n": len(e.seeds), "cells": cells, "delta": e.delta,
+                     "mean_rank": e.mean_rank, "test": tests.get(name)})
     return rows
 
 
@@ -51,12 +52,12 @@ def _rank(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
 
 
-def paper_markdown(obj: dict, against: str, title: str) -> str:
+def paper_markdown(obj: Comparison, against: str, title: str) -> str:
     cols = _columns(obj)
     header = ["method"] + [f"{t} {m}{arrow(h)}" for t, m, h in cols] + ["Δ % ↑", "MR ↓", f"Δ − Δ({against}) [95% CI]"]
     rows = [[f"{r['method']} (n={r['n']})"] + [_pm(r["cells"][f"{t}/{m}"], ".4f") for t, m, _ in cols]
             + [_pm(r["delta"], "+.2f"), _rank(r["mean_rank"]), _test(r["test"])] for r in paper_rows(obj, against)]
-    ref = obj.get("reference") or {}
+    ref = obj.reference or {}
     notes = [f"Mean ± sample std over seeds after the last phase. Δ against {ref.get('label', 'the reference')} "
              "(LibMTL's form, per-seed pairs when the seeds match); MR = mean rank over every metric of "
              "every task (1 = best, ties averaged); the last column is a paired t-test over seeds on the "
@@ -64,7 +65,7 @@ def paper_markdown(obj: dict, against: str, title: str) -> str:
     return "\n".join([f"# {title}", ""] + table(header, rows) + [""] + notes + [""])
 
 
-def paper_csv(obj: dict, against: str) -> str:
+def paper_csv(obj: Comparison, against: str) -> str:
     cols = _columns(obj)
     buf = io.StringIO()
     w = csv.writer(buf)
@@ -91,7 +92,7 @@ def _num(s: str) -> str:
     return s.replace("±", "$\\pm$").replace("—", "--")
 
 
-def paper_latex(obj: dict, against: str, caption: str) -> str:
+def paper_latex(obj: Comparison, against: str, caption: str) -> str:
     cols = _columns(obj)
     up, down = "$\\uparrow$", "$\\downarrow$"
     versus = "$\\Delta-\\Delta_{\\text{" + _tex(against) + "}}$"

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Mapping, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from lhl.core.io import atomic_savefig
+from lhl.reporting.comparison import Comparison
 from lhl.reporting.render import arrow
 from lhl.runs.results import Results
 
@@ -45,20 +46,20 @@ def plot_forgetting(results: Results, path: PathLike) -> Path:
     return _save(fig, path)
 
 
-def plot_compare(compare_json: Mapping, path: PathLike) -> Path:
+def plot_compare(comparison: Comparison, path: PathLike) -> Path:
     """Bars of the final main metric (mean, std error bars) per method, one subplot per task."""
-    tasks = list(compare_json["tasks"])
-    methods = list(compare_json["methods"])
+    tasks = list(comparison.tasks)
+    methods = list(comparison.methods)
     fig = Figure(figsize=(max(3.0, 0.6 * len(methods) + 1.5) * max(len(tasks), 1), 3.4))
     for i, task in enumerate(tasks):
         ax = fig.add_subplot(1, max(len(tasks), 1), i + 1)
-        metric = compare_json["main_metric"][task]
-        stats = [compare_json["methods"][m]["final"].get(task, {}).get(metric) for m in methods]
+        metric = comparison.main_metric[task]
+        stats = [comparison.methods[m].final.get(task, {}).get(metric) for m in methods]
         means = [math.nan if s is None or s["mean"] is None else s["mean"] for s in stats]
         stds = [0.0 if s is None or s["std"] is None else s["std"] for s in stats]
         xs = np.arange(len(methods))
         ax.bar(xs, means, yerr=stds, capsize=4, color=[f"C{j % 10}" for j in range(len(methods))])
-        higher = compare_json["directions"].get(task, {}).get(metric)
+        higher = comparison.directions.get(task, {}).get(metric)
         ax.set_title(f"{task}: {metric}{arrow(higher)}", fontsize=9)
         ax.set_xticks(xs)
         ax.set_xticklabels(methods, rotation=30, ha="right", fontsize=8)

@@ -8,6 +8,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from lhl.core.io import atomic_write_text
 from lhl.core.machine import machine_label
+from lhl.reporting.comparison import Comparison
 from lhl.reporting.paired import ANCHORS
 from lhl.runs.folder import RESULTS_MD
 from lhl.runs.results import Metrics, PathLike, Results
@@ -191,29 +192,29 @@ def paired_markdown(paired: Mapping[str, Mapping[str, dict]], anchors: Optional[
     return lines + [""]
 
 
-def compare_markdown(obj: dict) -> str:
+def compare_markdown(obj: Comparison) -> str:
     """The comparison of `aggregate.compare`: per task a table of methods, then Δ and forgetting."""
-    methods = obj["methods"]
+    methods = obj.methods
     lines = ["# Comparison (mean ± std over seeds, after the last phase)", ""]
-    if "machines" in obj:
-        lines += machines_note(obj["machines"])
-    for t in obj["tasks"]:
-        directions = obj["directions"].get(t, {})
-        metrics = list(directions) or sorted({m for e in methods.values() for m in e["final"].get(t, {})})
+    if obj.machines:
+        lines += machines_note(obj.machines)
+    for t in obj.tasks:
+        directions = obj.directions.get(t, {})
+        metrics = list(directions) or sorted({m for e in methods.values() for m in e.final.get(t, {})})
         lines += [f"## {t}", ""]
-        rows = [[f"{name} (n={len(e['seeds'])})"] + [_pm(e["final"].get(t, {}).get(m)) for m in metrics]
+        rows = [[f"{name} (n={len(e.seeds)})"] + [_pm(e.final.get(t, {}).get(m)) for m in metrics]
                 for name, e in methods.items()]
         lines += table(["method"] + [m + arrow(directions.get(m)) for m in metrics], rows) + [""]
-    if obj["reference"] is not None:
-        lines += ["## Δ vs reference (%)", "", f"reference: {', '.join(obj['reference']['runs'])}", ""]
-        rows = [[name, _pm(e["delta"], "+.2f"), _fmt_rank(e.get("mean_rank"))]
-                + [_pm(e["delta_per_task"].get(t), "+.2f") for t in obj["tasks"]] for name, e in methods.items()]
-        lines += table(["method", "Δ", "MR ↓"] + [f"Δ {t}" for t in obj["tasks"]], rows) + [""]
-        pairing = {e.get("delta_pairing") for e in methods.values()}
+    if obj.reference is not None:
+        lines += ["## Δ vs reference (%)", "", f"reference: {', '.join(obj.reference['runs'])}", ""]
+        rows = [[name, _pm(e.delta, "+.2f"), _fmt_rank(e.mean_rank)]
+                + [_pm(e.delta_per_task.get(t), "+.2f") for t in obj.tasks] for name, e in methods.items()]
+        lines += table(["method", "Δ", "MR ↓"] + [f"Δ {t}" for t in obj.tasks], rows) + [""]
+        pairing = {e.delta_pairing for e in methods.values()}
         lines += [f"Δ pairs each seed with the reference's run of the same seed" if pairing == {"seed"} else
                   "Δ against the mean of the reference's runs (seeds not matched)", ""]
-        lines += paired_markdown({n: e["paired_delta"] for n, e in methods.items() if e.get("paired_delta")})
-        after = [[name] + [_pm(s, "+.2f") for s in (e.get("delta_after_phases") or [])] for name, e in methods.items()]
+        lines += paired_markdown({n: e.paired_delta for n, e in methods.items() if e.paired_delta})
+        after = [[name] + [_pm(s, "+.2f") for s in (e.delta_after_phases or [])] for name, e in methods.items()]
         width = max(len(r) for r in after) - 1
         if width > 0:
             lines += ["## Δ after every phase (%)", ""]
@@ -221,9 +222,9 @@ def compare_markdown(obj: dict) -> str:
                            [r + ["—"] * (width + 1 - len(r)) for r in after]) + [""]
     else:
         lines += ["## Mean rank (MR, 1 = best)", ""]
-        lines += table(["method", "MR ↓"], [[n, _fmt_rank(e.get("mean_rank"))] for n, e in methods.items()]) + [""]
-    if any(e.get("plasticity") for e in methods.values()):
-        rows = [[name, _pm(e.get("backward_transfer"), "+.2f"), _pm(e.get("plasticity"), "+.2f")]
+        lines += table(["method", "MR ↓"], [[n, _fmt_rank(e.mean_rank)] for n, e in methods.items()]) + [""]
+    if any(e.plasticity for e in methods.values()):
+        rows = [[name, _pm(e.backward_transfer, "+.2f"), _pm(e.plasticity, "+.2f")]
                 for name, e in methods.items()]
         lines += ["## Stability and plasticity (%)", "",
                   "BWT: relative backward transfer (> 0 = improved since learned; average forgetting = −BWT). "
@@ -231,16 +232,16 @@ def compare_markdown(obj: dict) -> str:
                   "seed, over the phases after the first (intransigence = −plasticity).", ""]
         lines += table(["method", "BWT", "plasticity"], rows) + [""]
     else:
-        rows = [[name, _pm(e.get("backward_transfer"), "+.2f")] for name, e in methods.items()]
+        rows = [[name, _pm(e.backward_transfer, "+.2f")] for name, e in methods.items()]
         lines += ["## Relative backward transfer (%, > 0 = improved since learned; average forgetting = −BWT)", ""]
         lines += table(["method", "BWT"], rows) + [""]
     lines += ["## Forgetting of the main metric (> 0 = worse than when learned)", ""]
-    rows = [[name] + [_pm(e["forgetting"].get(t, {}).get(obj["main_metric"][t])) for t in obj["tasks"]]
+    rows = [[name] + [_pm(e.forgetting.get(t, {}).get(obj.main_metric[t])) for t in obj.tasks]
             for name, e in methods.items()]
-    lines += table(["method"] + [f"{t} {obj['main_metric'][t]}" for t in obj["tasks"]], rows) + [""]
-    if any(e.get("forgetting_rel") for e in methods.values()):
+    lines += table(["method"] + [f"{t} {obj.main_metric[t]}" for t in obj.tasks], rows) + [""]
+    if any(e.forgetting_rel for e in methods.values()):
         lines += ["## Relative forgetting of the main metric (% of its value when learned, > 0 = worse)", ""]
-        rows = [[name] + [_pm(e.get("forgetting_rel", {}).get(t, {}).get(obj["main_metric"][t]), "+.1f")
-                          for t in obj["tasks"]] for name, e in methods.items()]
-        lines += table(["method"] + [f"{t} {obj['main_metric'][t]}" for t in obj["tasks"]], rows) + [""]
+        rows = [[name] + [_pm(e.forgetting_rel.get(t, {}).get(obj.main_metric[t]), "+.1f")
+                          for t in obj.tasks] for name, e in methods.items()]
+        lines += table(["method"] + [f"{t} {obj.main_metric[t]}" for t in obj.tasks], rows) + [""]
     return "\n".join(lines)

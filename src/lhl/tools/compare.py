@@ -25,6 +25,7 @@ from lhl.runs.folder import RunFolder
 from lhl.runs.identity import run_folder_of
 from lhl.reporting.plots import plot_compare
 from lhl.reporting.aggregate import compare
+from lhl.reporting.comparison import COMPARE_JSON
 from lhl.tools.runs import run_status
 
 USAGE = """usage: lhl compare seq=NAME methods="m1 m2 ..." [seeds="0 1 2"] [ref=METHOD] [tuned=FILE] [sweep=key=v1,v2]
@@ -166,10 +167,10 @@ def aggregate(groups: Dict[str, List[Path]], ref: Optional[str], out_dir: Path) 
               "nothing written (train them first: lhl compare without aggregate=true)")
         return 1
     markdown, table = compare(finished, ref=finished.get(ref) if ref else None)
-    table["missing"] = missing
+    table.missing = missing
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "compare.md", markdown)
-    atomic_write_json(out_dir / "compare.json", table)
+    atomic_write_json(out_dir / COMPARE_JSON, table.to_dict())
     plot_compare(table, out_dir / "compare.png")
     print("\n" + markdown)
     print(f"comparison written to {out_dir}")
