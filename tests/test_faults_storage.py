@@ -72,20 +72,20 @@ def test_full_disk_at_phase_checkpoint_and_eio_at_last_ckpt(tmp_path, synth_cach
     assert torch.load(root / "phase_0" / "phase.ckpt", map_location="cpu", weights_only=False)["phase"] == 0
     assert not (root / "phase_1" / "phase.ckpt").exists() and not list(root.rglob("*.tmp"))
 
-    class EIOAtStep4(pl.Callback):  # the step-4 last.ckpt of phase 1 meets an I/O error
-        def on_train_start(self, trainer, module):
-            real = trainer.save_checkpoint
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-            def failing(path, *a, **k):
-                if trainer.global_step == 4:
-                    open(path, "wb").write(b"partial")  # a torn temp file, to be removed
-                    raise OSError(errno.EIO, "Input/output error")
-                return real(path, *a, **k)
-            trainer.save_checkpoint = failing
+    real_io, saves = TorchCheckpointIO.save_checkpoint, []
 
-    real_trainer = runner_mod.phase_trainer
+    def failing(self, checkpoint, path, storage_options=None):  # phase 1's second last.ckpt (step 4): EIO
+        if "phase_1" in str(path):
+            saves.append(path)
+            if len(saves) == 2:
+                open(path, "wb").write(b"partial")  # a torn temp file, to be removed
+                raise OSError(errno.EIO, "Input/output error")
+        return real_io(self, checkpoint, path, storage_options)
+
     with monkeypatch.context() as m:
-        m.setattr(runner_mod, "phase_trainer", lambda c, p, n, r, lg, extra=(): real_trainer(c, p, n, r, lg, [*extra, EIOAtStep4()]))
+        m.setattr(TorchCheckpointIO, "save_checkpoint", failing)
         with pytest.raises(StorageError, match=rf"cannot write {root / 'phase_1' / 'last.ckpt'}: Input/output error"):
             run(load_config([], args))
     assert (root / "results.json").read_bytes() == before
