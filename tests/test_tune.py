@@ -227,3 +227,21 @@ def test_a_dataset_without_a_generator_is_tuned_on_held_out_train_images_and_nev
     assert sum(val[i]["index"] < 20 for i in range(len(val))) == 5  # a quarter of each phase's slice
     report = OmegaConf.merge(cfg, {"stream": "report"})
     assert len(build_dataset(report, "val", ["a"])) == 10 and opened[-1] == "val"
+
+
+@pytest.mark.parametrize("method", [n for n in METHODS if getattr(METHODS.get(n).stability, "zero_is_finetune", False)])
+def test_the_finetune_end_of_a_distillation_weight_is_finetune(tmp_path, synth_cache, method):
+    """At new = 0 no old head runs, so Adam's coupled weight decay cannot erase the old heads
+    (which it did while they ran with a zero-weighted term): the run is finetune's, bit for bit."""
+    import json
+
+    from lhl.config import load_config
+    from lhl.engine.runner import run
+
+    def metrics(*extra):
+        folder = run(load_config([], [*tiny_overrides(tmp_path, synth_cache), *extra]))
+        return json.loads((Path(folder) / "results.json").read_text())["phases"]
+
+    finetune = metrics("method=finetune")
+    knob = METHODS.get(method).stability
+    assert metrics(f"method={method}", *knob.overrides(knob.grid[0])) == finetune

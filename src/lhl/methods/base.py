@@ -52,6 +52,9 @@ class Knob:
     grid: Tuple[float, ...]
     tied: Tuple[Tuple[str, float], ...] = ()
     space: str = "log"
+    #: the method at the grid's first value is finetune bit for bit (tested), so `lhl tune` scores
+    #: that point with the finetune runs it makes anyway instead of training it again
+    zero_is_finetune: bool = False
 
     def overrides(self, value: float) -> List[str]:
         """The `key=value` overrides that set the knob to `value`."""

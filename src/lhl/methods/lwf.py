@@ -18,7 +18,7 @@ from lhl.methods.base import Knob
 class LwF(PseudoLabelDistillation):
     """L = L_new + new * sum_k task_k.loss(student_k, pseudo_label(teacher_k)); logs `lwf/<task>`."""
 
-    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0))
+    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0), zero_is_finetune=True)
 
     log_prefix = "lwf"
 

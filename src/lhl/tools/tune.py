@@ -127,10 +127,14 @@ def plan(opts: dict, grids: Dict[str, List[float]], knob_of: Dict[str, object]) 
         args = run_args(opts, REFERENCE, seed, [])
         out.append((REFERENCE, args, load_config([], args), None))
     for m, values in grids.items():
+        knob = knob_of[m]
         for v in values:
-            extra = knob_of[m].overrides(v)
+            extra = knob.overrides(v)
             for seed in opts["seeds"]:
-                args = run_args(opts, m, seed, extra)
+                if knob.zero_is_finetune and v == 0.0:  # that point is finetune's run (Knob.zero_is_finetune)
+                    args = run_args(opts, REFERENCE, seed, [])
+                else:
+                    args = run_args(opts, m, seed, extra)
                 out.append((f"{m} {extra[0]}", args, load_config([], args), v))
     for _, _, cfg, _ in out:
         if cfg.data.stream != "tune":
@@ -148,10 +152,12 @@ def tune_dir(opts: dict, grids: Dict[str, List[float]], cfg) -> Path:
 
 def execute(configs, opts: dict, log_dir: Path) -> List[tuple]:
     """Train every planned run that is not finished; [(label, seed, exit code)] of those that failed."""
-    todo = []
+    todo, seen = [], set()
     for label, args, cfg, _ in configs:
-        s = run_status(run_folder_of(cfg).root)
-        if s is None or not s.finished:
+        folder = run_folder_of(cfg).root
+        s = run_status(folder)
+        if (s is None or not s.finished) and folder not in seen:  # a finetune end shares finetune's run
+            seen.add(folder)
             todo.append((label, args, cfg))
     if not todo:
         return []

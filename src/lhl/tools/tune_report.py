@@ -46,8 +46,8 @@ def collect(configs) -> Tuple[Dict[str, Dict[float, List[Results]]], List[Result
             continue
         if value is None:
             refs.append(r)
-        else:
-            by_method.setdefault(str(cfg.run.method_tag or cfg.method.name), {}).setdefault(value, []).append(r)
+        else:  # by the tuned method's name (a finetune end's run is finetune's: the label names it)
+            by_method.setdefault(label.split()[0], {}).setdefault(value, []).append(r)
     return by_method, refs, missing
 
 

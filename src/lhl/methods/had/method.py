@@ -23,7 +23,7 @@ class HAD(PseudoLabelDistillation):
     log_prefix = "had"
 
     Options = HADOptions
-    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0))  # `lhl tune`'s grid, every mode
+    stability = Knob("new", (0.0, 0.3, 1.0, 3.0, 10.0), zero_is_finetune=True)  # `lhl tune`'s grid, every mode
 
     def __init__(self, options: HADOptions, tasks):
         super().__init__(options, tasks)

@@ -51,7 +51,14 @@ class PseudoLabelDistillation(Method):
         return float(self.opts.new)
 
     def uses_teacher_in(self, phase: Phase) -> bool:
-        """Not at an upgrade whose old heads start blank (`method.upgrade_old_heads=blank`)."""
+        """Not at an upgrade whose old heads start blank (`method.upgrade_old_heads=blank`), and not
+        at `new = 0` (the finetune end of `lhl tune`'s grid), where the method is finetune: an old
+        head run with a zero-weighted term still gets a (zero) gradient, so Adam's coupled weight
+        decay (`train.weight_decay`) alone would move each of its weights by about the learning rate
+        per step (the normalised update of a pure decay gradient is its sign) and erase the head
+        within a phase, which finetune, whose old heads get no gradient at all, never does."""
+        if float(getattr(self.opts, "new", 1.0)) == 0.0:
+            return False
         return not (phase.upgrade and upgrade_settings(self.opts).upgrade_old_heads == "blank")
 
     def upgrade_aligner(self, phase: Phase, student: nn.Module, teacher: nn.Module) -> Optional[nn.Module]:
