@@ -81,7 +81,7 @@ def _make_distill_argv(*make_args):
     `make test ARGS=...` would hand its variables down through MAKEFLAGS)."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "ARGS", "KD", "TEACHER",
-                        "STUDENT", "DATA", "TEACHER_CKPT", "SEEDS")}
+                        "STUDENT", "DATA", "TEACHER_CKPT", "SEEDS", "SEED", "RUNS_DIR")}
     out = subprocess.run(["make", "-n", "-C", str(REPO), "distill", *make_args], capture_output=True,
                          text=True, check=True, env=env).stdout
     line = [ln for ln in out.splitlines() if "lhl distill" in ln][-1]
@@ -91,9 +91,11 @@ def _make_distill_argv(*make_args):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make")
 def test_make_distill_passes_only_the_variables_set():
-    assert _make_distill_argv() == []
-    assert _make_distill_argv("TEACHER=x", "TEACHER_CKPT=/t.ckpt") == ["--teacher", "x", "--teacher-ckpt", "/t.ckpt"]
-    assert _make_distill_argv("SEEDS=0 1 2", "KD=none,kd") == ["--kd", "none,kd", "--seeds", "0 1 2"]
+    out = ["--out", "runs/kd"]  # RUNS_DIR/kd: every target writes under RUNS_DIR
+    assert _make_distill_argv() == out
+    assert _make_distill_argv("TEACHER=x", "TEACHER_CKPT=/t.ckpt") == ["--teacher", "x", "--teacher-ckpt", "/t.ckpt", *out]
+    assert _make_distill_argv("SEEDS=0 1 2", "KD=none,kd") == ["--kd", "none,kd", "--seeds", "0 1 2", *out]
+    assert _make_distill_argv("RUNS_DIR=/r")[-2:] == ["--out", "/r/kd"]
     cfg = config_from_args(parse_args(_make_distill_argv("ARGS=--config swin_to_cnn")))
     assert (cfg.teacher.name, cfg.student.name) == ("upernet_swin_tiny_patch4_window7_224", "deeplabv3_mobilenetv2_100")
     assert (cfg.data.name, cfg.run.kd) == ("synthetic", "all")  # default.yaml's

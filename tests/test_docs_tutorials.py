@@ -42,7 +42,13 @@ def blocks(page: str) -> dict:
 @pytest.fixture(scope="module")
 def tutorial_presets(tmp_path_factory):
     """The shipped presets plus every preset the tutorials add, as one presets folder; every
-    source file the tutorials add imported (registered) once."""
+    source file the tutorials add imported (registered) once, and unregistered at the end so that
+    the rest of the session sees only the package's own registries."""
+    from lhl.core import registry
+
+    registries = [registry.TASKS, registry.METHODS, registry.DATASETS, registry.DISTILLERS]
+    saved = {id(r): (list(r), dict(r._items)) for r in registries}  # list(r) loads the package first
+    added = []
     folder = tmp_path_factory.mktemp("presets") / "experiments"
     shutil.copytree(ROOT / "experiments", folder, ignore=shutil.ignore_patterns("__pycache__"))
     for page in ("tutorials/add-a-method.md", "tutorials/add-a-dataset.md"):
@@ -58,10 +64,16 @@ def tutorial_presets(tmp_path_factory):
                     spec = importlib.util.spec_from_file_location(name, file)
                     module = importlib.util.module_from_spec(spec)
                     sys.modules[name] = module
+                    added.append(name)
                     spec.loader.exec_module(module)
             else:
                 raise AssertionError(f"{page}: a titled block of unknown kind: {title}")
-    return folder
+    yield folder
+    for r in registries:
+        r._items.clear()
+        r._items.update(saved[id(r)][1])
+    for name in added:
+        sys.modules.pop(name, None)
 
 
 def test_the_tutorials_name_what_they_add():
