@@ -215,9 +215,14 @@ def test_a_dataset_without_a_generator_is_tuned_on_held_out_train_images_and_nev
         def __getitem__(self, i):
             return {"index": i}
 
-    if "tune_probe" not in DATASETS:
-        DATASETS.register("tune_probe")(Probe)
-    DATASETS._items["tune_probe"] = Probe
+    DATASETS._items["tune_probe"] = Probe  # unregistered at the end (the registry is process-wide)
+    try:
+        _held_out_probe(OmegaConf, build_dataset, opened)
+    finally:
+        DATASETS._items.pop("tune_probe", None)
+
+
+def _held_out_probe(OmegaConf, build_dataset, opened):
     cfg = OmegaConf.create({"dataset": "tune_probe", "root": None, "options": {}, "stream": "tune",
                             "val_fraction": 0.25, "shuffle_split": False, "split_seed": 0})
     val = build_dataset(cfg, "val", ["a", "b"], index_tasks=["a", "b"])
