@@ -10,6 +10,7 @@ scale augmentation multiplies it by the zoom (`DEPTH_IS_INVERSE`). Build it with
 from __future__ import annotations
 
 from lhl.data.sources.mtan_npy import MTANNpyDataset
+from lhl.data.validate import BadInput
 from lhl.data.sources.nyuv2 import data_home
 from lhl.core.registry import DATASETS
 
@@ -29,7 +30,7 @@ OBTAIN = (
 
 def _check_classes(classes) -> int:
     if classes not in CLASS_NAMES:
-        raise ValueError(
+        raise BadInput(
             f"cityscapes: option classes={classes!r} is not supported; set data.options.classes to 7 or 19"
         )
     return int(classes)

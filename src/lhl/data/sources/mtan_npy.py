@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from lhl.core.errors import MissingInput
 from lhl.data.checks import found_near
-from lhl.data.validate import MissingFile, check_array
+from lhl.data.validate import BadInput, MissingFile, check_array
 from lhl.tasks import TASKS
 
 
@@ -23,7 +23,7 @@ def folder_kind(folder: str) -> str:
     for prefix, kind in (("label", "semantic"), ("depth", "depth"), ("normal", "normal")):
         if folder.startswith(prefix):
             return kind
-    raise ValueError(
+    raise BadInput(
         f"MTAN folder '{folder}' has no known kind: name it label*, depth* or normal*"
     )
 
@@ -78,7 +78,7 @@ class MTANNpyDataset(Dataset):
                 )
         unknown = [t for t in self.tasks if t not in folders]
         if unknown:
-            raise ValueError(
+            raise BadInput(
                 f"{dataset_name}: unknown task(s) {unknown} in the tasks list; "
                 f"choose from {sorted(folders)}"
             )
@@ -87,7 +87,7 @@ class MTANNpyDataset(Dataset):
         self.dirs.update({t: split_dir / folders[t] for t in self.tasks})
         self.indices = _indices(self.dirs["image"])
         if not self.indices:
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"{dataset_name}: no {{i}}.npy files in {self.dirs['image']} "
                 f"(config key {config_key}={self.root}); {found_near(self.dirs['image'])}; fix: {fix}; "
                 f"get the data: {self.obtain}"
@@ -107,7 +107,7 @@ class MTANNpyDataset(Dataset):
                 )
             if found != self.indices:
                 what = f"folder {folder} not found ({found_near(folder)})"
-                raise FileNotFoundError(
+                raise MissingInput(
                     f"{dataset_name}: {what} (task '{task}'); fix: re-convert or re-copy the {split} split "
                     f"completely; get the data: {self.obtain}"
                 )
@@ -120,7 +120,7 @@ class MTANNpyDataset(Dataset):
         try:
             a = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
-            raise ValueError(
+            raise BadInput(
                 f"{self.dataset_name}: cannot read {path} ({err}); the file is corrupt or not a "
                 f".npy array: re-convert or re-copy it; get the data: {self.obtain}"
             ) from None
@@ -128,7 +128,7 @@ class MTANNpyDataset(Dataset):
         channels = 1 if a.ndim == 2 else (a.shape[-1] if a.ndim == 3 else None)
         if channels is None or (want is not None and channels != want) or (hw and a.shape[:2] != hw):
             expect = f"(H, W{', ' + str(want) if want and want > 1 else ''})"
-            raise ValueError(
+            raise BadInput(
                 f"{self.dataset_name}: {path} has shape {a.shape}, expected {expect}"
                 f"{' with H, W = ' + str(hw) if hw else ''} for the {kind} field; fix: re-convert "
                 f"the dataset into the MTAN layout; get the data: {self.obtain}"

@@ -99,7 +99,7 @@ def decode_semantic(v: np.ndarray, classes: int = SEMANTIC_CLASSES, source: str 
     v = v[..., 0] if v.ndim == 3 else v
     lab = v.astype(np.int64) - 1
     if lab.size and lab.max() >= classes:
-        raise ValueError(
+        raise BadInput(
             f"{source}: field 'semantic': class id {lab.max() + 1} exceeds semantic_classes={classes}; "
             f"fix: raise data.options.semantic_classes to at least {lab.max() + 1}, or correct the file"
         )
@@ -129,7 +129,7 @@ def buildings_for_split(split: str, buildings: Optional[Mapping] = None, split_f
             )
         return [str(b) for b in buildings[split]]
     if split_file is None:
-        raise ValueError(
+        raise BadInput(
             "taskonomy: choose buildings per split: set data.options.buildings={train: [...], val: [...]} "
             "or data.options.split_file=<train_val_test CSV of the release, relative to data.root>"
         )
@@ -137,14 +137,14 @@ def buildings_for_split(split: str, buildings: Optional[Mapping] = None, split_f
     if root is not None and not path.is_absolute():
         path = Path(root) / path
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingInput(
             f"taskonomy: split file {path} not found (data.options.split_file={str(split_file)!r}, relative "
             f"paths are inside data.root); {found_near(path)}; fix: {SPLIT_FIX}"
         )
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or "id" not in rows[0] or split not in rows[0]:
-        raise ValueError(
+        raise BadInput(
             f"{path}: needs a header with columns 'id' and '{split}' (0/1 flags), found "
             f"{list(rows[0]) if rows else 'no rows'}; fix: {SPLIT_FIX}"
         )
@@ -195,7 +195,7 @@ class Taskonomy(Dataset):
         self.index_tasks = list(dict.fromkeys([*self.tasks, *(index_tasks or [])]))
         unknown = [t for t in self.index_tasks if t not in DOMAINS]
         if unknown:
-            raise ValueError(f"taskonomy: unknown task(s) {unknown} in the tasks list; choose from {sorted(DOMAINS)}")
+            raise BadInput(f"taskonomy: unknown task(s) {unknown} in the tasks list; choose from {sorted(DOMAINS)}")
         domains = [DOMAINS[t] for t in self.index_tasks]
         get = obtain(domains)
         if not self.root.is_dir():
@@ -213,7 +213,7 @@ class Taskonomy(Dataset):
         for b in split_buildings:
             rgb_dir = self.root / b / "rgb"
             if not rgb_dir.is_dir():
-                raise FileNotFoundError(
+                raise MissingInput(
                     f"taskonomy: {rgb_dir} not found (building '{b}' of split '{split}'); {found_near(rgb_dir)}; "
                     f"fix: download that building or remove it from the split; get the data: {get}"
                 )
@@ -229,14 +229,14 @@ class Taskonomy(Dataset):
                     if stem in paths:
                         self.files[d][(b, stem)] = paths[stem]
         if missing and not drop_incomplete:
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"taskonomy: {len(missing)} sample(s) lack a domain of tasks {self.index_tasks}, e.g. {missing[0]} "
                 f"({found_near(missing[0])}); fix: download the missing domains, drop the task, or set "
                 f"data.options.drop_incomplete=true; get the data: {get}"
             )
         if not self.samples:
             where = self.root / split_buildings[0] / "rgb" if split_buildings else self.root
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"taskonomy: no complete point_*_view_*_domain_rgb.png samples for split '{split}' "
                 f"({len(split_buildings)} building(s)) under {self.root}; {found_near(where)}; fix: put the rgb "
                 f"files of the split's buildings there, or name other buildings (data.options); get the data: {get}"
