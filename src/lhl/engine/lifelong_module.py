@@ -109,7 +109,6 @@ class LifelongModule(pl.LightningModule):
         self._nonfinite.observe(terms, loss, self.global_step)  # device ops only (lhl.engine.nonfinite)
         if writes_logs:
             self.check_finite("on a logged step")
-        if writes_logs:
             if measured:
                 logs.update(self._diag.measure(self.network, self.method, terms, diagnostics, self.phase))
             logs["loss/total"] = loss.detach()

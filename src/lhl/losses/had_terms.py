@@ -40,6 +40,16 @@ def _keep_map(maps: Maps, loss_map: Tensor, valid: Tensor) -> None:
         maps["loss_map"], maps["valid"] = loss_map, valid
 
 
+def _sg_term(cfg: HADConfig, plain: Tensor, loss_map: Tensor, counted: Tensor, keep: Tensor, selected) -> Tensor:
+    """SG's term: the plain mean without SG, the Sobel-weighted mean (`sg_select=soft`), else the
+    kind's own mean over the kept pixels (`selected()`)."""
+    if not cfg.sg:
+        return plain
+    if cfg.sg_select == "soft":
+        return soft_sg(loss_map, counted, keep)
+    return selected()
+
+
 def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfig, maps: Maps = None) -> Parts:
     """Log-probabilities [B, C, H, W] against a label [B, H, W]: the task's masked NLL (the release
     ignores the same pixels), class-balanced DB, SG on the NLL map."""
@@ -47,12 +57,7 @@ def semantic_had(task: TaskSpec, log_probs: Tensor, label: Tensor, cfg: HADConfi
     _keep_map(maps, nll, valid)
     keep = salience_keep(nll, cfg)
     plain = nll.sum() / valid.sum().clamp_min(1)
-    if not cfg.sg:
-        sg = plain
-    elif cfg.sg_select == "soft":
-        sg = soft_sg(nll, valid, keep)
-    else:
-        sg = semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept)
+    sg = _sg_term(cfg, plain, nll, valid, keep, lambda: semantic_sg(nll, valid, keep, cfg.sg_mean_over_kept))
     if cfg.uses_db:
         db = class_balanced_loss(nll, label, valid, log_probs.shape[1], cfg)
     else:
@@ -72,12 +77,7 @@ def regression_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig,
     keep = salience_keep(err, cfg)
     counted = valid if cfg.count_valid_pixels else release_error_count(err)
     plain = err.sum() / counted.sum().clamp_min(1)
-    if not cfg.sg:
-        sg = plain
-    elif cfg.sg_select == "soft":
-        sg = soft_sg(err, counted, keep)
-    else:
-        sg = regression_sg(err, counted, keep, cfg.per_image_depth_mask)
+    sg = _sg_term(cfg, plain, err, counted, keep, lambda: regression_sg(err, counted, keep, cfg.per_image_depth_mask))
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred
         restrict = valid if cfg.count_valid_pixels else None
@@ -112,12 +112,7 @@ def normal_had(task: TaskSpec, pred: Tensor, target: Tensor, cfg: HADConfig, map
     keep = salience_keep(loss_map, cfg)
     summed = (loss_map * valid).sum() if cfg.count_valid_pixels else loss_map.sum()
     plain = summed / valid.sum().clamp_min(1)
-    if not cfg.sg:
-        sg = plain
-    elif cfg.sg_select == "soft":
-        sg = soft_sg(loss_map, valid, keep)
-    else:
-        sg = normal_sg(prod, valid, keep, cfg)
+    sg = _sg_term(cfg, plain, loss_map, valid, keep, lambda: normal_sg(prod, valid, keep, cfg))
     restrict = valid if cfg.count_valid_pixels else None
     if cfg.uses_db:
         source = target if cfg.group_by_pseudo_label else pred

@@ -2,7 +2,6 @@
 mean ± sample std over each method's runs."""
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence, Tuple, Union
 
@@ -13,15 +12,9 @@ from lhl.reporting.render import compare_markdown
 from lhl.reporting.tuning import new_task_delta
 from lhl.runs.results import Metrics, PathLike, Results
 from lhl.reporting.ranks import backward_transfer, delta_after_phases, mean_rank, pairs_by_seed
-from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting
+from lhl.reporting.scores import delta, delta_per_task, final_metrics, forgetting, mean_std
 
 
-def mean_std(values: Sequence[float]) -> dict:
-    """Mean, sample standard deviation (0 for a single value) and count."""
-    values = [float(v) for v in values]
-    mean = sum(values) / len(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": mean, "std": std, "n": len(values)}
 
 
 def _nested_stats(per_run: Sequence[Metrics]) -> Dict[str, Dict[str, dict]]:

@@ -3,7 +3,8 @@ forgetting, sign-corrected so that Δ > 0 is better than the reference and forge
 worse than right after learning (docs/concepts/metrics.md)."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Union
+import statistics
+from typing import Dict, Optional, Sequence, Union
 
 from lhl.core.errors import UsageError
 from lhl.runs.results import Metrics, Results
@@ -26,6 +27,14 @@ def final_metrics(results: Results) -> Metrics:
                 out[t] = dict(p["metrics"][t])
                 break
     return out
+
+
+def mean_std(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation (0 for a single value) and count."""
+    values = [float(v) for v in values]
+    mean = sum(values) / len(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(values)}
 
 
 def relative_gain(value: float, base: float, higher: bool, where: str) -> float:

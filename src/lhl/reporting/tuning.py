@@ -19,13 +19,12 @@ Objectives (declared before anything runs):
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from lhl.reporting.ranks import backward_transfer
 from lhl.runs.results import Results
-from lhl.reporting.scores import delta, forgetting, relative_gain
+from lhl.reporting.scores import delta, forgetting, mean_std, relative_gain
 
 OBJECTIVES = ("delta", "plasticity_decay")
 
@@ -64,12 +63,7 @@ class PointScores:
 
     @staticmethod
     def _mean_std(xs: Sequence[float]) -> dict:
-        n = len(xs)
-        if not n:
-            return {"mean": None, "std": None, "n": 0}
-        mean = sum(xs) / n
-        std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else 0.0
-        return {"mean": mean, "std": std, "n": n}
+        return mean_std(xs) if xs else {"mean": None, "std": None, "n": 0}
 
     def summary(self) -> dict:
         return {"value": self.value, "seeds": list(self.seeds), "delta": self._mean_std(self.delta),

@@ -54,7 +54,7 @@ def _words(value: str) -> List[str]:
     return [w for w in shlex.split(value.replace(",", " ")) if w]
 
 
-def _true(value: str) -> bool:
+def parse_bool(value: str) -> bool:
     if value.lower() in ("1", "true", "yes", "on"):
         return True
     if value.lower() in ("0", "false", "no", "off", ""):
@@ -62,7 +62,7 @@ def _true(value: str) -> bool:
     raise ConfigError(f"'{value}' is not true or false")
 
 
-def _jobs(value: str) -> int:
+def parse_jobs(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"compare: jobs={value!r}: give the number of runs at a time, a whole number >= 1 "
                           "(e.g. jobs=2)")
@@ -84,9 +84,9 @@ def parse(argv: List[str]) -> dict:
         elif key == "sweep":
             opts["sweep"] = parse_sweep(value, "sweep=")
         elif key in ("aggregate", "slurm"):
-            opts[key] = _true(value)
+            opts[key] = parse_bool(value)
         elif key == "jobs":
-            opts["jobs"] = _jobs(value)
+            opts["jobs"] = parse_jobs(value)
         elif key == "tuned":
             opts["tuned"] = value or None
         elif key == "out":  # run.out_dir here and in every run (not `lhl slurm`'s script path)

@@ -55,7 +55,7 @@ def _words(value: str) -> List[str]:
 def parse(argv: List[str]) -> dict:
     opts = dict(seq=None, methods=[], seeds=list(DEFAULT_SEEDS), objective="delta", p=0.2, widen=2,
                 grids={}, jobs=1, aggregate=False, slurm=False, rest=[], job_args=[])
-    from lhl.tools.compare import _jobs, _true
+    from lhl.tools.compare import parse_bool, parse_jobs
     from lhl.tools.compare_slurm import JOB_KEYS
 
     for arg in argv:
@@ -85,9 +85,9 @@ def parse(argv: List[str]) -> dict:
             except ValueError:
                 raise ConfigError(f"lhl tune: {arg}: give numbers, e.g. grid.lwf=0,0.3,1,3,10") from None
         elif key == "jobs":
-            opts["jobs"] = _jobs(value)
+            opts["jobs"] = parse_jobs(value)
         elif key in ("aggregate", "slurm"):
-            opts[key] = _true(value)
+            opts[key] = parse_bool(value)
         elif key in JOB_KEYS or key == "submit":
             opts["job_args"].append(arg)
         else:
